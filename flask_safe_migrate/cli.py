@@ -1,0 +1,93 @@
+"""``flask safe-migrate``: a thin click layer over the extension's methods.
+
+Commands print for people by default and one JSON document (with a
+``schema_version``) with ``--json``. Errors the package raises on purpose
+become ``Error: <message>`` on stderr with the exit code of their class
+(see :mod:`.errors`); ``--traceback`` shows the traceback instead, with
+passwords masked.
+
+Exit codes, for every command: 0 success; 1 the operation failed, or a
+check found something; 2 usage, configuration or bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+import typing as t
+
+import click
+from flask import current_app
+
+from .errors import SafeMigrateError
+from .redact import redact
+
+if t.TYPE_CHECKING:
+    from .extension import SafeMigrate
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+#: Bumped when a JSON output shape changes incompatibly.
+SCHEMA_VERSION = 1
+
+
+class CommandFailed(click.ClickException):
+    """A :class:`SafeMigrateError` on its way out of the CLI."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+
+def handle_errors(func: F) -> F:
+    """Turn expected errors into a message and an exit code; add ``--traceback``."""
+
+    @click.option("--traceback", "show_traceback", is_flag=True, help="Show the Python traceback of a failure (for debugging).")
+    @functools.wraps(func)
+    def wrapper(*args: t.Any, show_traceback: bool = False, **kwargs: t.Any) -> t.Any:
+        try:
+            return func(*args, **kwargs)
+        except SafeMigrateError as exc:
+            if show_traceback:
+                click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+            raise CommandFailed(str(exc), exc.exit_code) from None
+
+    return t.cast(F, wrapper)
+
+
+def emit_json(document: dict[str, t.Any]) -> None:
+    """Print one JSON document, stamped with the schema version."""
+    click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **document}, indent=2, default=str))
+
+
+def extension() -> SafeMigrate:
+    """The app's :class:`SafeMigrate` (the group only exists on apps that have one)."""
+    return t.cast("SafeMigrate", current_app.extensions["safe_migrate"])
+
+
+@click.group(
+    "safe-migrate",
+    help=(
+        "Apply database migrations safely: exactly once, retried on a new connection when "
+        "the pooler or network drops, and never left half-applied.\n\n"
+        "Exit codes: 0 success; 1 the operation failed or a check found something; "
+        "2 usage, configuration or bad input."
+    ),
+)
+def cli() -> None:
+    """The ``flask safe-migrate`` group."""
+    _ensure_output_encoding()
+
+
+def _ensure_output_encoding() -> None:
+    # Status marks are not ASCII; never crash on a C-locale terminal.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (stream.encoding or "").lower() not in ("utf-8", "utf8"):
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+

@@ -1,0 +1,275 @@
+"""The retry executor: run database work so that a dropped connection is survivable.
+
+Every attempt is a brand-new checkout and transaction, so a retry never
+touches a connection that already failed: the failed connection is
+invalidated (it never returns to a pool) and, on a disconnect, the engine's
+whole pool is disposed, because its other idle connections went through the
+same broken pooler or network path. Waits follow tenacity's full-jitter
+exponential schedule, bounded by an attempt count and an overall deadline.
+Errors that are not transient (see :mod:`.classify`) are raised at once,
+unwrapped, after a single attempt.
+
+The unit of retry is whatever callable you pass to :func:`run_with_retry`:
+the migration runner passes a whole migration (statements plus ledger row),
+so that a retry reruns the transaction, never half of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import typing as t
+
+import tenacity
+from sqlalchemy import text
+
+from .classify import Transience
+from .classify import classify
+from .classify import first_line
+from .classify import is_transient
+from .errors import RetriesExhausted
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Row
+
+logger = logging.getLogger("flask_safe_migrate")
+
+T = t.TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: attempts, full-jitter backoff, and an overall deadline.
+
+    :param max_attempts: attempts in all, the first included.
+    :param backoff_base: seconds; the n-th wait is drawn from
+        ``[0, min(backoff_cap, backoff_base * 2 ** (n - 1))]`` (full jitter, so
+        a dozen instances retrying together do not stampede the pooler).
+    :param backoff_cap: seconds; the largest wait.
+    :param deadline: seconds from the first attempt after which no new
+        attempt starts; ``None`` for no deadline.
+    :param sleep: replaced in unit tests so nothing really waits.
+    :param clock: monotonic clock, replaced in unit tests with ``sleep``.
+    """
+
+    max_attempts: int = 10
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    deadline: float | None = 300.0
+    sleep: t.Callable[[float], None] = dataclasses.field(default=time.sleep, compare=False)
+    clock: t.Callable[[], float] = dataclasses.field(default=time.monotonic, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.backoff_base < 0 or self.backoff_cap < self.backoff_base:
+            raise ValueError("need 0 <= backoff_base <= backoff_cap")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError("deadline must be positive or None")
+
+    def replace(self, **changes: t.Any) -> RetryPolicy:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened in one attempt: kept for logs, reports and :class:`RetriesExhausted`."""
+
+    number: int
+    started_at: float
+    duration: float
+    error: BaseException | None = None
+    transience: Transience | None = None
+    backend_pid: int | None = None
+    #: seconds slept after this attempt before the next one (None: no retry followed)
+    slept: float | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """The first line of the error, for "attempt 2 after: ..." messages."""
+        return first_line(self.error) if self.error is not None else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExecuteResult:
+    """Rows and row count of a statement run by :func:`execute_with_retry`.
+
+    The rows are fetched before the attempt's connection is closed, so they
+    stay usable after the call returns.
+    """
+
+    rows: list[Row[t.Any]]
+    rowcount: int
+    attempts: tuple[Attempt, ...]
+
+    def all(self) -> list[Row[t.Any]]:
+        return list(self.rows)
+
+    def first(self) -> Row[t.Any] | None:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> t.Any:
+        return self.rows[0][0] if self.rows else None
+
+
+def backend_pid(conn: Connection) -> int | None:
+    """The server process id the driver was told at connect time (no query needed)."""
+    try:
+        dbapi = conn.connection.dbapi_connection
+    except Exception:  # an invalidated connection has none
+        return None
+    getter = getattr(dbapi, "get_backend_pid", None)  # psycopg2
+    if getter is not None:
+        try:
+            return int(getter())
+        except Exception:
+            return None
+    info = getattr(dbapi, "info", None)  # psycopg 3
+    pid = getattr(info, "backend_pid", None)
+    return int(pid) if isinstance(pid, int) else None
+
+
+class _Stop(tenacity.stop.stop_base):
+    """Stop after ``max_attempts``, or when the next attempt would start past the deadline."""
+
+    def __init__(self, policy: RetryPolicy, started: float) -> None:
+        self.policy = policy
+        self.started = started
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number >= self.policy.max_attempts:
+            return True
+        if self.policy.deadline is None:
+            return False
+        elapsed = self.policy.clock() - self.started
+        return elapsed + (retry_state.upcoming_sleep or 0.0) >= self.policy.deadline
+
+
+def run_with_retry(
+    engine: Engine,
+    work: t.Callable[[Connection], T],
+    *,
+    policy: RetryPolicy | None = None,
+    transaction: bool = True,
+    on_retry: t.Callable[[Attempt], None] | None = None,
+    label: str = "database work",
+) -> tuple[T, tuple[Attempt, ...]]:
+    """Run ``work(conn)`` on a fresh connection, retrying transient failures.
+
+    With ``transaction=True`` each attempt runs inside its own transaction,
+    committed when ``work`` returns; with ``False`` the connection is in
+    autocommit (for statements Postgres refuses inside a transaction block).
+
+    :returns: what ``work`` returned, and the record of every attempt.
+    :raises RetriesExhausted: transient errors outlived ``policy``.
+    :raises Exception: the first non-transient error, unwrapped, untried again.
+    """
+    policy = policy or RetryPolicy()
+    attempts: list[Attempt] = []
+    started = policy.clock()
+
+    def attempt_once() -> T:
+        number = len(attempts) + 1
+        begun = policy.clock()
+        conn: Connection | None = None
+        pid: int | None = None
+        try:
+            conn = engine.connect()
+            if not transaction:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            pid = backend_pid(conn)
+            if transaction:
+                with conn.begin():
+                    result = work(conn)
+            else:
+                result = work(conn)
+        except BaseException as exc:
+            transience = classify(exc)
+            attempts.append(Attempt(number, begun, policy.clock() - begun, exc, transience, pid))
+            if conn is not None and transience is not None:
+                # Never let a connection that failed go back to a pool.
+                conn.invalidate()
+            if transience is Transience.DISCONNECT:
+                # Its siblings went through the same broken path: drop them all.
+                engine.dispose()
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+        attempts.append(Attempt(number, begun, policy.clock() - begun, None, None, pid))
+        return result
+
+    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+        sleep = retry_state.upcoming_sleep
+        last = attempts[-1]
+        attempts[-1] = dataclasses.replace(last, slept=sleep)
+        kind = last.transience.value if last.transience else "error"
+        logger.warning(
+            "%s: attempt %d/%d failed (%s, %s: %s); retrying in %.2fs on a new connection",
+            label,
+            last.number,
+            policy.max_attempts,
+            kind,
+            type(last.error).__name__,
+            last.reason,
+            sleep,
+        )
+        if on_retry is not None:
+            on_retry(attempts[-1])
+
+    retrying = tenacity.Retrying(
+        stop=_Stop(policy, started),
+        wait=tenacity.wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_cap),
+        retry=tenacity.retry_if_exception(is_transient),
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=False,
+    )
+    try:
+        result = retrying(attempt_once)
+    except tenacity.RetryError as exc:
+        last_error = exc.last_attempt.exception()
+        elapsed = policy.clock() - started
+        message = (
+            f"{label}: gave up after {len(attempts)} attempt(s) in {elapsed:.1f}s "
+            f"(max {policy.max_attempts} attempts, deadline {policy.deadline}s); "
+            f"last error: {attempts[-1].reason}"
+        )
+        logger.error("%s", message)
+        raise RetriesExhausted(message, attempts) from last_error
+    return result, tuple(attempts)
+
+
+def execute_with_retry(
+    engine: Engine,
+    sql: str,
+    params: t.Mapping[str, t.Any] | None = None,
+    *,
+    policy: RetryPolicy | None = None,
+) -> ExecuteResult:
+    """Execute one SQL statement in its own transaction, retrying transient failures.
+
+    ``sql`` uses SQLAlchemy ``text()`` named parameters (``:email``). Each
+    attempt opens a new connection and transaction; never call this inside
+    an outer ``engine.begin()``: the retry could not undo what the outer
+    transaction already did, and the outer connection is the one that dies.
+    """
+
+    def work(conn: Connection) -> tuple[list[Row[t.Any]], int]:
+        result = conn.execute(text(sql), dict(params or {}))
+        rows = list(result.all()) if result.returns_rows else []
+        return rows, result.rowcount
+
+    (rows, rowcount), attempts = run_with_retry(
+        engine, work, policy=policy, label=f"execute_with_retry({_abbreviate(sql)})"
+    )
+    return ExecuteResult(rows, rowcount, attempts)
+
+
+def _abbreviate(sql: str, limit: int = 60) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

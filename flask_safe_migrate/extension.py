@@ -1,0 +1,159 @@
+"""The Flask extension object: binds settings to an app and registers the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing as t
+import weakref
+
+from flask import Flask
+from flask import current_app
+
+from .config import PREFIX
+from .config import Settings
+from .config import load_settings
+from .config import set_defaults
+from .errors import ConfigError
+
+if t.TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import Engine
+
+EXTENSION_KEY = "safe_migrate"
+
+
+@dataclasses.dataclass
+class _AppState:
+    settings: Settings
+    db: SQLAlchemy | None
+    directory: str
+
+
+class SafeMigrate:
+    """Safe, exactly-once migrations for a Flask app.
+
+    Both Flask patterns work::
+
+        safe_migrate = SafeMigrate(app, db)
+
+        safe_migrate = SafeMigrate()
+        def create_app():
+            app = Flask(__name__)
+            db.init_app(app)
+            safe_migrate.init_app(app, db)
+
+    :param app: bind now (or later with :meth:`init_app`).
+    :param db: the Flask-SQLAlchemy object; its engine URL is the default
+        migration URL. Found in ``app.extensions["sqlalchemy"]`` when omitted.
+    :param directory: the migrations directory; overrides
+        ``SAFE_MIGRATE_DIRECTORY``. Relative paths are relative to ``app.root_path``.
+    :param command_name: name of the ``flask`` command group; ``""`` registers no CLI.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        db: SQLAlchemy | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        command_name: str = "safe-migrate",
+    ) -> None:
+        self.db = db
+        self.directory = directory
+        self.command_name = command_name
+        self._states: weakref.WeakKeyDictionary[Flask, _AppState] = weakref.WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        db: SQLAlchemy | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Validate the ``SAFE_MIGRATE_*`` config and register ``flask safe-migrate``.
+
+        Call it after ``db.init_app(app)``. Config changes after this call are
+        not seen. With ``SAFE_MIGRATE_AUTO_MIGRATE = True`` pending migrations
+        are applied here, before the app serves.
+
+        :raises ConfigError: a bad config value, or a second registration on ``app``.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigError(
+                "A 'SafeMigrate' instance is already registered on this Flask app."
+                " Import and use that instance instead of calling init_app twice."
+            )
+        set_defaults(app.config)
+        settings = load_settings(app.config)
+        db = db if db is not None else self.db
+        if db is None:
+            db = app.extensions.get("sqlalchemy")
+        chosen = directory if directory is not None else self.directory
+        path = os.fspath(chosen) if chosen is not None else settings.directory
+        if not os.path.isabs(path):
+            path = os.path.join(app.root_path, path)
+        self._states[app] = _AppState(settings, db, os.path.normpath(path))
+        app.extensions[EXTENSION_KEY] = self
+        if self.command_name:
+            from .cli import cli
+
+            app.cli.add_command(cli, self.command_name)
+
+    # -- per-app state -------------------------------------------------------
+
+    def _state(self, app: Flask | None = None) -> _AppState:
+        if app is None:
+            app = t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+        try:
+            return self._states[app]
+        except KeyError:
+            raise ConfigError(
+                "The current Flask app is not registered with this 'SafeMigrate' instance."
+                " Did you forget to call 'init_app', or create several 'SafeMigrate' instances?"
+            ) from None
+
+    def settings(self, app: Flask | None = None) -> Settings:
+        """The validated settings of ``app`` (default: the current app)."""
+        return self._state(app).settings
+
+    def migrations_directory(self, app: Flask | None = None) -> str:
+        """Absolute path of the migrations directory."""
+        return self._state(app).directory
+
+    def migration_url(self, app: Flask | None = None, *, bind: str | None = None) -> URL:
+        """The URL migrations connect to: ``SAFE_MIGRATE_DATABASE_URI``, else the db's.
+
+        A separate URL lets migrations bypass a transaction pooler (e.g. a
+        direct or session-mode port) while the app keeps using the pooler.
+        """
+        from .urls import normalize_url
+
+        state = self._state(app)
+        if bind is None and state.settings.database_uri:
+            return normalize_url(state.settings.database_uri, key=PREFIX + "DATABASE_URI")
+        if state.db is None:
+            raise ConfigError(
+                "No database URL for migrations: pass the Flask-SQLAlchemy object"
+                " (SafeMigrate(app, db)) or set SAFE_MIGRATE_DATABASE_URI."
+            )
+        the_app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        with the_app.app_context():
+            engines = state.db.engines
+            if bind not in engines:
+                known = ", ".join(sorted(k for k in engines if k)) or "none"
+                raise ConfigError(f"unknown bind {bind!r}; SQLALCHEMY_BINDS defines: {known}")
+            url = engines[bind].url
+        return normalize_url(url, key="SQLALCHEMY_DATABASE_URI" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]")
+
+    def create_engine(self, app: Flask | None = None, *, bind: str | None = None) -> Engine:
+        """A new NullPool engine for migrations; dispose it when done."""
+        from .engines import create_migration_engine
+
+        settings = self.settings(app)
+        return create_migration_engine(
+            self.migration_url(app, bind=bind), connect_timeout=settings.connect_timeout
+        )
