@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import re
-import typing as t
 
 
 class Transience(enum.Enum):

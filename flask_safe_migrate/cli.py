@@ -44,7 +44,12 @@ class CommandFailed(click.ClickException):
 def handle_errors(func: F) -> F:
     """Turn expected errors into a message and an exit code; add ``--traceback``."""
 
-    @click.option("--traceback", "show_traceback", is_flag=True, help="Show the Python traceback of a failure (for debugging).")
+    @click.option(
+        "--traceback",
+        "show_traceback",
+        is_flag=True,
+        help="Show the Python traceback of a failure (for debugging).",
+    )
     @functools.wraps(func)
     def wrapper(*args: t.Any, show_traceback: bool = False, **kwargs: t.Any) -> t.Any:
         try:
@@ -90,4 +95,3 @@ def _ensure_output_encoding() -> None:
                 reconfigure(errors="replace")
             except (ValueError, OSError):
                 pass
-

@@ -71,13 +71,24 @@ class Settings:
 def _fail(key: str, value: t.Any, allowed: str) -> t.NoReturn:
     from .redact import redact
 
-    raise ConfigError(f"{PREFIX}{key} = {redact(repr(value))} is invalid: {allowed}.", key=PREFIX + key)
+    raise ConfigError(
+        f"{PREFIX}{key} = {redact(repr(value))} is invalid: {allowed}.", key=PREFIX + key
+    )
 
 
 def _bool(key: str, value: t.Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
         return value.strip().lower() in ("1", "true", "yes", "on")
     _fail(key, value, "use True or False")
 
@@ -114,14 +125,22 @@ def _duration(key: str, value: t.Any, *, allow_none: bool = False) -> int | None
     try:
         return parse_duration_ms(value)
     except ValueError:
-        _fail(key, value, f"use {DURATION_FORMS}" + (", or None for the server default" if allow_none else ""))
+        _fail(
+            key,
+            value,
+            f"use {DURATION_FORMS}" + (", or None for the server default" if allow_none else ""),
+        )
 
 
 def _identifier(key: str, value: t.Any, *, allow_none: bool = False) -> str | None:
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        _fail(key, value, "use a lower-case SQL identifier: letters, digits and _ (at most 63), not starting with a digit")
+        _fail(
+            key,
+            value,
+            "use a lower-case SQL identifier: letters, digits and _ (at most 63), not starting with a digit",
+        )
     return value
 
 
@@ -140,23 +159,36 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
     unknown = sorted(k for k in config if k.startswith(PREFIX) and k[len(PREFIX) :] not in DEFAULTS)
     if unknown:
         raise ConfigError(
-            f"unknown config key {unknown[0]}; known keys: " + ", ".join(PREFIX + k for k in DEFAULTS),
+            f"unknown config key {unknown[0]}; known keys: "
+            + ", ".join(PREFIX + k for k in DEFAULTS),
             key=unknown[0],
         )
 
     directory = get("DIRECTORY")
     if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
-        _fail("DIRECTORY", directory, "use a directory path (relative paths are relative to app.root_path)")
+        _fail(
+            "DIRECTORY",
+            directory,
+            "use a directory path (relative paths are relative to app.root_path)",
+        )
     database_uri = get("DATABASE_URI")
     if database_uri is not None:
         if not isinstance(database_uri, str) or not database_uri.strip():
-            _fail("DATABASE_URI", database_uri, "use a database URL such as 'postgresql://user:pw@host:5432/db', or None")
+            _fail(
+                "DATABASE_URI",
+                database_uri,
+                "use a database URL such as 'postgresql://user:pw@host:5432/db', or None",
+            )
         from .urls import normalize_url
 
         normalize_url(database_uri, key=PREFIX + "DATABASE_URI")
     on_error = get("AUTO_MIGRATE_ON_ERROR")
     if on_error not in ("raise", "log"):
-        _fail("AUTO_MIGRATE_ON_ERROR", on_error, "use 'raise' (refuse to start on a half-migrated schema) or 'log'")
+        _fail(
+            "AUTO_MIGRATE_ON_ERROR",
+            on_error,
+            "use 'raise' (refuse to start on a half-migrated schema) or 'log'",
+        )
     base = _seconds("BACKOFF_BASE", get("BACKOFF_BASE"))
     cap = _seconds("BACKOFF_CAP", get("BACKOFF_CAP"))
     assert base is not None and cap is not None
@@ -182,7 +214,9 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         deadline=deadline,
         connect_timeout=connect_timeout,
         lock_timeout_ms=lock_timeout,
-        statement_timeout_ms=_duration("STATEMENT_TIMEOUT", get("STATEMENT_TIMEOUT"), allow_none=True),
+        statement_timeout_ms=_duration(
+            "STATEMENT_TIMEOUT", get("STATEMENT_TIMEOUT"), allow_none=True
+        ),
         ledger_table=table,
         ledger_schema=_identifier("LEDGER_SCHEMA", get("LEDGER_SCHEMA"), allow_none=True),
     )

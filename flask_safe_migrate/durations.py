@@ -20,7 +20,9 @@ _UNITS_MS = {
 }
 _DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s|sec|min|h|d)?\s*$")
 
-ALLOWED = "an integer number of milliseconds or a Postgres interval such as '500ms', '5s', '2min', '0'"
+ALLOWED = (
+    "an integer number of milliseconds or a Postgres interval such as '500ms', '5s', '2min', '0'"
+)
 
 
 def parse_duration_ms(value: object) -> int:

@@ -55,7 +55,9 @@ def _mark_pooler_disconnects(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
-def create_migration_engine(raw_url: str | URL, *, connect_timeout: float = 10.0, key: str = "SAFE_MIGRATE_DATABASE_URI") -> Engine:
+def create_migration_engine(
+    raw_url: str | URL, *, connect_timeout: float = 10.0, key: str = "SAFE_MIGRATE_DATABASE_URI"
+) -> Engine:
     """A NullPool engine for ``raw_url`` (normalised, see :mod:`.urls`)."""
     from sqlalchemy import create_engine
     from sqlalchemy import event

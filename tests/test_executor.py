@@ -96,6 +96,7 @@ def test_terminated_backend_is_retried_on_a_new_connection(pg_url) -> None:
         pid = conn.exec_driver_sql("select pg_backend_pid()").scalar_one()
         seen.append(pid)
         if len(seen) == 1:
+
             def kill() -> None:
                 time.sleep(0.3)
                 with killer.connect() as k:
@@ -153,7 +154,9 @@ def test_unique_violation_is_not_retried(pg_url) -> None:
     execute_with_retry(engine, "insert into u values (:id)", {"id": 1})
     slept: list[float] = []
     with pytest.raises(sa.exc.IntegrityError):
-        execute_with_retry(engine, "insert into u values (:id)", {"id": 1}, policy=RetryPolicy(sleep=slept.append))
+        execute_with_retry(
+            engine, "insert into u values (:id)", {"id": 1}, policy=RetryPolicy(sleep=slept.append)
+        )
     assert slept == []
 
 
@@ -167,9 +170,18 @@ def test_results_survive_the_closed_connection(pg_url) -> None:
 
 def test_backoff_is_full_jitter_exponential_and_capped() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=8, backoff_base=0.5, backoff_cap=4.0, deadline=None, sleep=fake.sleep, clock=fake.clock)
+    policy = RetryPolicy(
+        max_attempts=8,
+        backoff_base=0.5,
+        backoff_cap=4.0,
+        deadline=None,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
     # A real refused connection: nothing listens on this port.
-    engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout=2)
+    engine = create_migration_engine(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout=2
+    )
     with pytest.raises(RetriesExhausted) as info:
         execute_with_retry(engine, "select 1", policy=policy)
     assert len(info.value.attempts) == 8
@@ -183,7 +195,14 @@ def test_backoff_is_full_jitter_exponential_and_capped() -> None:
 
 def test_deadline_stops_new_attempts() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=1000, backoff_base=1.0, backoff_cap=8.0, deadline=20.0, sleep=fake.sleep, clock=fake.clock)
+    policy = RetryPolicy(
+        max_attempts=1000,
+        backoff_base=1.0,
+        backoff_cap=8.0,
+        deadline=20.0,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
     engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     start = fake.now
     with pytest.raises(RetriesExhausted) as info:
@@ -214,8 +233,16 @@ def test_sqlite_database_is_locked_is_retried(tmp_path) -> None:
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     threading.Timer(0.4, lambda: holder.execute("ROLLBACK")).start()
-    locked_engine = sa.create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 0.05, "check_same_thread": False})
-    result = execute_with_retry(locked_engine, "insert into t values (1)", policy=RetryPolicy(backoff_base=0.1, backoff_cap=0.2))
+    locked_engine = sa.create_engine(
+        f"sqlite:///{path}",
+        poolclass=NullPool,
+        connect_args={"timeout": 0.05, "check_same_thread": False},
+    )
+    result = execute_with_retry(
+        locked_engine,
+        "insert into t values (1)",
+        policy=RetryPolicy(backoff_base=0.1, backoff_cap=0.2),
+    )
     assert len(result.attempts) >= 2
     assert "database is locked" in (result.attempts[0].reason or "")
     holder.close()
@@ -238,7 +265,9 @@ def test_tls_pgbouncer_drop_shows_ssl_error_and_is_retried(pgb_url) -> None:
                 proxy.set_random(1.0)  # the next chunk in either direction kills the link
                 conn.exec_driver_sql("select 1")
 
-        _, attempts = run_with_retry(flaky, work, policy=FAST, on_retry=lambda a: proxy.set_random(0.0))
+        _, attempts = run_with_retry(
+            flaky, work, policy=FAST, on_retry=lambda a: proxy.set_random(0.0)
+        )
     assert len(attempts) == 2
     reason = attempts[0].reason or ""
     assert "SSL" in reason or "closed the connection" in reason, reason
@@ -270,7 +299,11 @@ def test_exhausted_error_and_logs_never_show_the_password(caplog) -> None:
     fake = FakeTime()
     with caplog.at_level(logging.DEBUG, logger="flask_safe_migrate"):
         with pytest.raises(RetriesExhausted) as info:
-            execute_with_retry(engine, "select 1", policy=RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock))
+            execute_with_retry(
+                engine,
+                "select 1",
+                policy=RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock),
+            )
     assert len(info.value.attempts) == 3
     assert secret not in str(info.value)
     assert secret not in caplog.text

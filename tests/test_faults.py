@@ -7,6 +7,7 @@ server-side truth from a direct connection, not only the error the client saw.
 
 from __future__ import annotations
 
+import faulthandler
 import shutil
 import socket
 import ssl
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from typing import Literal
 
 import psycopg2
 import pytest
@@ -36,6 +38,14 @@ from flask_safe_migrate.faults import FaultProxy
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     yield "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard() -> Iterator[None]:
+    """A proxy that swallows a reply it should pass makes libpq wait forever: fail loudly."""
+    faulthandler.dump_traceback_later(60, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _params(url: str, **extra: Any) -> dict[str, Any]:
@@ -105,7 +115,7 @@ def _run(proxy: FaultProxy, pg_url: str, sql: str, *, autocommit: bool = True) -
 
 
 class RawPg:
-    """A minimal v3 wire client, for what psycopg2 cannot do: extended protocol, raw socket errors."""
+    """A minimal v3 wire client for what psycopg2 cannot do: extended protocol, socket errors."""
 
     def __init__(self, url: str) -> None:
         p = _params(url)
@@ -289,8 +299,10 @@ def test_extended_protocol_cuts_at_sync(proxy: FaultProxy, pg_url: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
-def test_fin_is_eof_and_rst_is_reset(proxy: FaultProxy, pg_url: str, how: str) -> None:
-    proxy.add_cut(Cut("before_query", match="select 44", how=how))  # type: ignore[arg-type]
+def test_fin_is_eof_and_rst_is_reset(
+    proxy: FaultProxy, pg_url: str, how: Literal["fin", "rst"]
+) -> None:
+    proxy.add_cut(Cut("before_query", match="select 44", how=how))
     raw = RawPg(proxy.url(pg_url))
     raw.send(b"Q", b"SELECT 44\0")
     expected: type[Exception] = ConnectionResetError if how == "rst" else EOFError
@@ -298,7 +310,7 @@ def test_fin_is_eof_and_rst_is_reset(proxy: FaultProxy, pg_url: str, how: str) -
         raw.until_ready()
     raw.close()
     # libpq reports both as "server closed the connection unexpectedly" without TLS.
-    proxy.add_cut(Cut("before_query", match="select 45", how=how))  # type: ignore[arg-type]
+    proxy.add_cut(Cut("before_query", match="select 45", how=how))
     with pytest.raises(psycopg2.OperationalError, match="closed the connection unexpectedly"):
         _run(proxy, pg_url, "SELECT 45")
 
@@ -341,15 +353,19 @@ def test_after_server_messages_exact_boundary(proxy: FaultProxy, pg_url: str) ->
 
 def _backends(pg_url: str, app: str) -> int:
     return int(
-        _direct_one(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,))
+        _direct_one(
+            pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+        )
     )
 
 
 @pytest.mark.parametrize("server_side", ["keep", "close"])
-def test_server_side_keep_orphans_backend(proxy: FaultProxy, pg_url: str, server_side: str) -> None:
+def test_server_side_keep_orphans_backend(
+    proxy: FaultProxy, pg_url: str, server_side: Literal["keep", "close"]
+) -> None:
     table, app = _name(), _name()
     _direct_one(pg_url, f"CREATE TABLE {table} (id int); SELECT 1")
-    proxy.add_cut(Cut("before_query", match="select 46", server_side=server_side))  # type: ignore[arg-type]
+    proxy.add_cut(Cut("before_query", match="select 46", server_side=server_side))
     conn = _connect(proxy.url(pg_url), application_name=app)
     try:
         with conn.cursor() as cur:
@@ -498,7 +514,7 @@ def test_client_tls_termination_and_cut_messages(pg_url: str, tmp_path: Path) ->
             conn.close()
         messages = {}
         for how in ("fin", "rst"):
-            proxy.add_cut(Cut("before_query", match="select 48", how=how))  # type: ignore[arg-type]
+            proxy.add_cut(Cut("before_query", match="select 48", how=how))
             conn = _connect(proxy.url(pg_url), sslmode="require")
             try:
                 with pytest.raises(psycopg2.OperationalError) as err:
@@ -506,6 +522,13 @@ def test_client_tls_termination_and_cut_messages(pg_url: str, tmp_path: Path) ->
                 messages[how] = str(err.value)
             finally:
                 conn.close()
+        # upstream_tls: a second, plaintext-facing proxy that talks TLS to the first one
+        client_ctx = ssl.create_default_context()
+        client_ctx.check_hostname = False
+        client_ctx.verify_mode = ssl.CERT_NONE
+        with FaultProxy("127.0.0.1", proxy.port, upstream_tls=client_ctx) as front:
+            assert _run(front, pg_url, "SELECT 49") == 49
+        assert sum(e.kind == "connect" for e in proxy.events) == 4
     assert "SSL SYSCALL error: EOF detected" in messages["fin"]
     assert "EOF detected" not in messages["rst"]
     assert "closed the connection unexpectedly" in messages["rst"]

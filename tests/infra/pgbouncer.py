@@ -30,7 +30,9 @@ class PgBouncer:
     """
 
     def __init__(self, cluster: TlsCluster, *, pool_size: int = 20, extra: str = "") -> None:
-        binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+        binary = shutil.which("pgbouncer") or (
+            "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
+        )
         if binary is None:
             raise MissingBinary("pgbouncer")
         self.binary = binary
@@ -66,8 +68,7 @@ class PgBouncer:
                 "server_login_retry = 1\n"
                 "query_wait_timeout = 30\n"
                 f"logfile = {self.log}\n"
-                f"pidfile = {self.root}/pgbouncer.pid\n"
-                + extra
+                f"pidfile = {self.root}/pgbouncer.pid\n" + extra
             )
 
     def start(self) -> None:

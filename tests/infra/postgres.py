@@ -129,7 +129,22 @@ class TlsCluster:
 
     def start(self) -> None:
         give_to_service_user(self.root)
-        run(as_service_user([self.initdb, "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]))
+        run(
+            as_service_user(
+                [
+                    self.initdb,
+                    "-D",
+                    self.data,
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            )
+        )
         hba = (
             "local all all trust\n"
             "host all postgres 127.0.0.1/32 trust\n"
@@ -157,7 +172,9 @@ class TlsCluster:
         engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                conn.exec_driver_sql(f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'")
+                conn.exec_driver_sql(
+                    f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'"
+                )
         finally:
             engine.dispose()
 

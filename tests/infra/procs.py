@@ -55,7 +55,9 @@ def which_postgres_bin(name: str) -> str | None:
         return found
     base = "/usr/lib/postgresql"
     if os.path.isdir(base):
-        for version in sorted(os.listdir(base), key=lambda v: int(v) if v.isdigit() else 0, reverse=True):
+        for version in sorted(
+            os.listdir(base), key=lambda v: int(v) if v.isdigit() else 0, reverse=True
+        ):
             candidate = os.path.join(base, version, "bin", name)
             if os.path.exists(candidate):
                 return candidate

@@ -1,0 +1,199 @@
+"""Binding the extension: both Flask patterns, config defaults and validation, the CLI group."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+import flask_safe_migrate
+from flask_safe_migrate import ConfigError
+from flask_safe_migrate import SafeMigrate
+from flask_safe_migrate.config import DEFAULTS
+
+
+def make_app(**config: object) -> Flask:
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    app.config.update(config)
+    return app
+
+
+def test_direct_pattern_stores_itself_and_defaults_every_key(tmp_path) -> None:
+    app = make_app()
+    db = SQLAlchemy(app)
+    ext = SafeMigrate(app, db)
+    assert app.extensions["safe_migrate"] is ext
+    for key, value in DEFAULTS.items():
+        assert app.config[f"SAFE_MIGRATE_{key}"] == value
+    settings = ext.settings(app)
+    assert settings.max_attempts == 10 and settings.ledger_table == "safe_migrate_ledger"
+    assert settings.lock_timeout_ms == 2000
+    assert ext.migrations_directory(app) == f"{app.root_path}/migrations"
+
+
+def test_factory_pattern_keeps_state_per_app(tmp_path) -> None:
+    db = SQLAlchemy()
+    ext = SafeMigrate(directory="shared_dir")
+    first, second = make_app(SAFE_MIGRATE_MAX_ATTEMPTS=3), make_app(SAFE_MIGRATE_MAX_ATTEMPTS=7)
+    for app in (first, second):
+        db.init_app(app)
+        ext.init_app(app)
+    assert ext.settings(first).max_attempts == 3
+    assert ext.settings(second).max_attempts == 7
+    with second.app_context():
+        assert ext.settings().max_attempts == 7
+        assert ext.migrations_directory().endswith("shared_dir")
+    assert str(ext.migration_url(first)) == "sqlite://"
+
+
+def test_init_app_directory_argument_wins_over_config(tmp_path) -> None:
+    app = make_app(SAFE_MIGRATE_DIRECTORY="from_config")
+    SQLAlchemy(app)
+    ext = SafeMigrate()
+    ext.init_app(app, directory=tmp_path / "from_arg")
+    assert ext.migrations_directory(app) == str(tmp_path / "from_arg")
+
+
+def test_db_is_found_in_app_extensions() -> None:
+    app = make_app()
+    SQLAlchemy(app)
+    ext = SafeMigrate(app)
+    assert ext.migration_url(app).get_backend_name() == "sqlite"
+
+
+def test_registering_twice_is_a_clear_error() -> None:
+    app = make_app()
+    SafeMigrate(app)
+    with pytest.raises(ConfigError, match="already registered on this Flask app"):
+        SafeMigrate(app)
+    with pytest.raises(RuntimeError):  # ConfigError is a RuntimeError, as in Flask-SQLAlchemy
+        SafeMigrate().init_app(app)
+
+
+def test_unregistered_app_is_a_clear_error() -> None:
+    ext = SafeMigrate()
+    with pytest.raises(ConfigError, match="forget to call 'init_app'"):
+        ext.settings(make_app())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("MAX_ATTEMPTS", 0, "SAFE_MIGRATE_MAX_ATTEMPTS = 0 is invalid: use a whole number >= 1"),
+        ("MAX_ATTEMPTS", "ten", "SAFE_MIGRATE_MAX_ATTEMPTS = 'ten' is invalid"),
+        (
+            "BACKOFF_BASE",
+            "fast",
+            "SAFE_MIGRATE_BACKOFF_BASE = 'fast' is invalid: use a number of seconds",
+        ),
+        ("BACKOFF_CAP", 0.1, "must be >= SAFE_MIGRATE_BACKOFF_BASE"),
+        ("DEADLINE", -5, "SAFE_MIGRATE_DEADLINE = -5 is invalid"),
+        (
+            "LOCK_TIMEOUT",
+            "5 parsecs",
+            "SAFE_MIGRATE_LOCK_TIMEOUT = '5 parsecs' is invalid: use an integer number of milliseconds or a Postgres interval",
+        ),
+        ("STATEMENT_TIMEOUT", "soon", "SAFE_MIGRATE_STATEMENT_TIMEOUT"),
+        ("LEDGER_TABLE", "Robert'); DROP TABLE students;--", "use a lower-case SQL identifier"),
+        (
+            "AUTO_MIGRATE",
+            "perhaps",
+            "SAFE_MIGRATE_AUTO_MIGRATE = 'perhaps' is invalid: use True or False",
+        ),
+        ("AUTO_MIGRATE_ON_ERROR", "ignore", "use 'raise'"),
+        (
+            "DATABASE_URI",
+            "not a url",
+            "SAFE_MIGRATE_DATABASE_URI: 'not a url' is not a database URL",
+        ),
+        ("DATABASE_URI", "postgresql+asyncpg://u@h/db", "driver 'asyncpg' is not supported"),
+        ("DIRECTORY", 42, "SAFE_MIGRATE_DIRECTORY = 42 is invalid"),
+        ("RETRIES", 3, "unknown config key SAFE_MIGRATE_RETRIES"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(
+    key: str, value: object, expected: str
+) -> None:
+    app = make_app(**{f"SAFE_MIGRATE_{key}": value})
+    with pytest.raises(ConfigError) as info:
+        SafeMigrate(app)
+    assert expected in str(info.value)
+    assert info.value.exit_code == 2
+    assert "safe_migrate" not in app.extensions  # nothing half-registered
+
+
+def test_timeouts_accept_intervals_and_milliseconds() -> None:
+    app = make_app(SAFE_MIGRATE_LOCK_TIMEOUT=750, SAFE_MIGRATE_STATEMENT_TIMEOUT="2min")
+    settings = SafeMigrate(app).settings(app)
+    assert settings.lock_timeout_ms == 750
+    assert settings.statement_timeout_ms == 120_000
+
+
+def test_a_bad_url_never_shows_its_password() -> None:
+    app = make_app(SAFE_MIGRATE_DATABASE_URI="postgresql+nodriver://app:tops3cret@h/db")
+    with pytest.raises(ConfigError) as info:
+        SafeMigrate(app)
+    assert "tops3cret" not in str(info.value)
+
+
+def test_postgres_scheme_is_accepted_for_our_engines() -> None:
+    app = make_app(SAFE_MIGRATE_DATABASE_URI="postgres://app:pw12345@db.example:6543/prod")
+    ext = SafeMigrate(app)
+    url = ext.migration_url(app)
+    assert url.drivername in ("postgresql+psycopg2", "postgresql+psycopg")
+    assert url.port == 6543 and url.database == "prod"
+
+
+def test_binds_resolve_and_unknown_bind_is_clear(tmp_path) -> None:
+    app = make_app(SQLALCHEMY_BINDS={"audit": f"sqlite:///{tmp_path}/audit.db"})
+    db = SQLAlchemy(app)
+    ext = SafeMigrate(app, db)
+    assert ext.migration_url(app, bind="audit").database.endswith("audit.db")
+    with pytest.raises(ConfigError, match="unknown bind 'nope'; SQLALCHEMY_BINDS defines: audit"):
+        ext.migration_url(app, bind="nope")
+
+
+def test_cli_group_is_registered_and_help_reads_well() -> None:
+    app = make_app()
+    SafeMigrate(app)
+    result = app.test_cli_runner().invoke(args=["safe-migrate", "--help"])
+    assert result.exit_code == 0
+    assert "Apply database migrations safely" in result.output
+    assert "Exit codes: 0 success; 1" in result.output
+
+
+def test_command_name_can_be_changed_or_disabled() -> None:
+    app = make_app()
+    SafeMigrate(app, command_name="migrations")
+    assert "migrations" in app.cli.commands
+    other = make_app()
+    SafeMigrate(other, command_name="")
+    assert "safe-migrate" not in other.cli.commands
+
+
+def test_public_api_is_exported_and_sorted() -> None:
+    public = sorted(
+        (
+            name
+            for name, value in vars(flask_safe_migrate).items()
+            if not name.startswith("_")
+            and getattr(value, "__module__", "").startswith("flask_safe_migrate")
+        ),
+        key=str.casefold,
+    )
+    assert flask_safe_migrate.__all__ == sorted(flask_safe_migrate.__all__)
+    assert set(public) <= set(flask_safe_migrate.__all__)
+
+
+def test_importing_the_package_does_not_import_the_sql_parser() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flask_safe_migrate; print('pgparse' in sys.modules, 'tenacity' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split()[0] == "False"
