@@ -158,9 +158,12 @@ def first_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _is_database_error(exc: BaseException) -> bool:
-    # Only driver and SQLAlchemy errors are ever retried; a bug in our own
-    # code (TypeError...) or in a migration's Python must surface at once.
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database driver (or SQLAlchemy's wrapper of one).
+
+    Only such errors are ever retried; a bug in our own code (TypeError...)
+    or in a migration's Python must surface at once.
+    """
     from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, sa_exc.DBAPIError):
@@ -171,7 +174,7 @@ def _is_database_error(exc: BaseException) -> bool:
 
 def classify(exc: BaseException) -> Transience | None:
     """Return how to retry ``exc``, or ``None`` when it is permanent."""
-    if not _is_database_error(exc):
+    if not is_database_error(exc):
         return None
     code = sqlstate(exc)
     text = error_text(exc)

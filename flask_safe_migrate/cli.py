@@ -21,6 +21,8 @@ import typing as t
 import click
 from flask import current_app
 
+from .classify import first_line
+from .classify import is_database_error
 from .errors import SafeMigrateError
 from .redact import redact
 
@@ -58,8 +60,34 @@ def handle_errors(func: F) -> F:
             if show_traceback:
                 click.echo(redact("".join(traceback.format_exception(exc))), err=True)
             raise CommandFailed(str(exc), exc.exit_code) from None
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            # A database refusing us (bad password, unknown database...) is an
+            # expected failure: a message, not a traceback.
+            if show_traceback:
+                click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+            message = f"database error: {first_line(exc)}"
+            if kwargs.get("as_json"):
+                emit_json({"ok": False, "error": {"type": type(exc).__name__, "message": redact(message), "exit_code": 1}})
+                sys.exit(1)
+            raise CommandFailed(redact(message), 1) from None
 
     return t.cast(F, wrapper)
+
+
+def error_document(exc: SafeMigrateError) -> dict[str, t.Any]:
+    """An error as JSON: its class, message, exit code and where it happened."""
+    document: dict[str, t.Any] = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "exit_code": exc.exit_code,
+    }
+    for field in ("version", "path", "key"):
+        value = getattr(exc, field, None)
+        if value is not None:
+            document[field] = value
+    return document
 
 
 def emit_json(document: dict[str, t.Any]) -> None:
@@ -84,6 +112,19 @@ def extension() -> SafeMigrate:
 def cli() -> None:
     """The ``flask safe-migrate`` group."""
     _ensure_output_encoding()
+    _quiet_unconfigured_logging()
+
+
+def _quiet_unconfigured_logging() -> None:
+    # Commands print every retry themselves; without this, Python's
+    # last-resort handler would print each warning a second time. An app that
+    # configured logging keeps receiving the records.
+    import logging
+
+    from .log import logger
+
+    if not logging.getLogger().handlers and not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def _ensure_output_encoding() -> None:
@@ -95,3 +136,10 @@ def _ensure_output_encoding() -> None:
                 reconfigure(errors="replace")
             except (ValueError, OSError):
                 pass
+
+
+def _register_commands() -> None:
+    from . import commands  # noqa: F401  (attaches run, status, ... to the group)
+
+
+_register_commands()

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, t.Any] = {
     "BACKOFF_CAP": 30.0,
     "DEADLINE": 300.0,
     "CONNECT_TIMEOUT": 10.0,
+    "LEASE_TTL": 15.0,
     "LOCK_TIMEOUT": "2s",
     "STATEMENT_TIMEOUT": None,
     "LEDGER_TABLE": "safe_migrate_ledger",
@@ -53,6 +54,7 @@ class Settings:
     backoff_cap: float
     deadline: float | None
     connect_timeout: float
+    lease_ttl: float
     lock_timeout_ms: int
     statement_timeout_ms: int | None
     ledger_table: str
@@ -199,6 +201,10 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         _fail("DEADLINE", deadline, "use a positive number of seconds, or None for no deadline")
     connect_timeout = _seconds("CONNECT_TIMEOUT", get("CONNECT_TIMEOUT"))
     assert connect_timeout is not None
+    lease_ttl = _seconds("LEASE_TTL", get("LEASE_TTL"))
+    assert lease_ttl is not None
+    if lease_ttl < 1:
+        _fail("LEASE_TTL", lease_ttl, "use a number of seconds >= 1")
     lock_timeout = _duration("LOCK_TIMEOUT", get("LOCK_TIMEOUT"))
     assert lock_timeout is not None
     table = _identifier("LEDGER_TABLE", get("LEDGER_TABLE"))
@@ -213,6 +219,7 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         backoff_cap=cap,
         deadline=deadline,
         connect_timeout=connect_timeout,
+        lease_ttl=lease_ttl,
         lock_timeout_ms=lock_timeout,
         statement_timeout_ms=_duration(
             "STATEMENT_TIMEOUT", get("STATEMENT_TIMEOUT"), allow_none=True

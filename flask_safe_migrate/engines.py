@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 APPLICATION_NAME = "flask-safe-migrate"
 
 
-def _connect_args(url: URL, connect_timeout: float) -> dict[str, t.Any]:
+def connect_args(url: URL, connect_timeout: float) -> dict[str, t.Any]:
     backend, _, driver = url.drivername.partition("+")
     if backend != "postgresql":
         return {}
@@ -68,7 +68,7 @@ def create_migration_engine(
         url,
         poolclass=NullPool,
         hide_parameters=True,
-        connect_args=_connect_args(url, connect_timeout),
+        connect_args=connect_args(url, connect_timeout),
     )
     event.listen(engine, "handle_error", _mark_pooler_disconnects)
     if url.get_backend_name() == "sqlite":

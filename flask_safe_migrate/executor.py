@@ -147,24 +147,19 @@ class _Stop(tenacity.stop.stop_base):
         return elapsed + (retry_state.upcoming_sleep or 0.0) >= self.policy.deadline
 
 
-def run_with_retry(
-    engine: Engine,
-    work: t.Callable[[Connection], T],
+def retry_call(
+    attempt: t.Callable[[int], T],
     *,
     policy: RetryPolicy | None = None,
-    transaction: bool = True,
     on_retry: t.Callable[[Attempt], None] | None = None,
     label: str = "database work",
 ) -> tuple[T, tuple[Attempt, ...]]:
-    """Run ``work(conn)`` on a fresh connection, retrying transient failures.
+    """Call ``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up.
 
-    With ``transaction=True`` each attempt runs inside its own transaction,
-    committed when ``work`` returns; with ``False`` the connection is in
-    autocommit (for statements Postgres refuses inside a transaction block).
-
-    :returns: what ``work`` returned, and the record of every attempt.
-    :raises RetriesExhausted: transient errors outlived ``policy``.
-    :raises Exception: the first non-transient error, unwrapped, untried again.
+    The building block under :func:`run_with_retry`, for callers that open
+    their own connection (e.g. the one-query boot check, which uses the raw
+    driver connection). ``attempt`` may raise :class:`AttemptFailed` to
+    attach the backend pid to the record of a failed attempt.
     """
     policy = policy or RetryPolicy()
     attempts: list[Attempt] = []
@@ -173,38 +168,23 @@ def run_with_retry(
     def attempt_once() -> T:
         number = len(attempts) + 1
         begun = policy.clock()
-        conn: Connection | None = None
-        pid: int | None = None
         try:
-            conn = engine.connect()
-            if not transaction:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            pid = backend_pid(conn)
-            if transaction:
-                with conn.begin():
-                    result = work(conn)
-            else:
-                result = work(conn)
+            result = attempt(number)
+        except AttemptFailed as failed:
+            error = failed.error
+            attempts.append(
+                Attempt(number, begun, policy.clock() - begun, error, classify(error), failed.pid)
+            )
+            raise error from None
         except BaseException as exc:
-            transience = classify(exc)
-            attempts.append(Attempt(number, begun, policy.clock() - begun, exc, transience, pid))
-            if conn is not None and transience is not None:
-                # Never let a connection that failed go back to a pool.
-                conn.invalidate()
-            if transience is Transience.DISCONNECT:
-                # Its siblings went through the same broken path: drop them all.
-                engine.dispose()
+            attempts.append(Attempt(number, begun, policy.clock() - begun, exc, classify(exc)))
             raise
-        finally:
-            if conn is not None:
-                conn.close()
-        attempts.append(Attempt(number, begun, policy.clock() - begun, None, None, pid))
+        attempts.append(Attempt(number, begun, policy.clock() - begun))
         return result
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         sleep = retry_state.upcoming_sleep
-        last = attempts[-1]
-        attempts[-1] = dataclasses.replace(last, slept=sleep)
+        last = attempts[-1] = dataclasses.replace(attempts[-1], slept=sleep)
         kind = last.transience.value if last.transience else "error"
         logger.warning(
             "%s: attempt %d/%d failed (%s, %s: %s); retrying in %.2fs on a new connection",
@@ -217,7 +197,7 @@ def run_with_retry(
             sleep,
         )
         if on_retry is not None:
-            on_retry(attempts[-1])
+            on_retry(last)
 
     retrying = tenacity.Retrying(
         stop=_Stop(policy, started),
@@ -242,6 +222,63 @@ def run_with_retry(
         logger.error("%s", message)
         raise RetriesExhausted(message, attempts) from last_error
     return result, tuple(attempts)
+
+
+class AttemptFailed(Exception):
+    """Carries a failed attempt's error together with the backend pid it ran on."""
+
+    def __init__(self, error: BaseException, pid: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.pid = pid
+
+
+def run_with_retry(
+    engine: Engine,
+    work: t.Callable[[Connection], T],
+    *,
+    policy: RetryPolicy | None = None,
+    transaction: bool = True,
+    on_retry: t.Callable[[Attempt], None] | None = None,
+    label: str = "database work",
+) -> tuple[T, tuple[Attempt, ...]]:
+    """Run ``work(conn)`` on a fresh connection, retrying transient failures.
+
+    With ``transaction=True`` each attempt runs inside its own transaction,
+    committed when ``work`` returns; with ``False`` the connection is in
+    autocommit (for statements Postgres refuses inside a transaction block).
+
+    :returns: what ``work`` returned, and the record of every attempt.
+    :raises RetriesExhausted: transient errors outlived ``policy``.
+    :raises Exception: the first non-transient error, unwrapped, untried again.
+    """
+
+    def attempt(number: int) -> T:
+        conn: Connection | None = None
+        pid: int | None = None
+        try:
+            conn = engine.connect()
+            if not transaction:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            pid = backend_pid(conn)
+            if transaction:
+                with conn.begin():
+                    return work(conn)
+            return work(conn)
+        except Exception as exc:
+            transience = classify(exc)
+            if conn is not None and transience is not None:
+                # Never let a connection that failed go back to a pool.
+                conn.invalidate()
+            if transience is Transience.DISCONNECT:
+                # Its siblings went through the same broken path: drop them all.
+                engine.dispose()
+            raise AttemptFailed(exc, pid) from exc
+        finally:
+            if conn is not None:
+                conn.close()
+
+    return retry_call(attempt, policy=policy, on_retry=on_retry, label=label)
 
 
 def execute_with_retry(

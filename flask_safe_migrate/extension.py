@@ -18,6 +18,12 @@ from .errors import ConfigError
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+
+    from .loader import Migration
+    from .runner import Event
+    from .runner import Outcome
+    from .runner import Runner
+    from .runner import Status
     from sqlalchemy.engine import URL
     from sqlalchemy.engine import Engine
 
@@ -102,6 +108,10 @@ class SafeMigrate:
             from .cli import cli
 
             app.cli.add_command(cli, self.command_name)
+        if settings.auto_migrate:
+            from .boot import migrate_at_boot
+
+            migrate_at_boot(self, app)
 
     # -- per-app state -------------------------------------------------------
 
@@ -159,3 +169,56 @@ class SafeMigrate:
         return create_migration_engine(
             self.migration_url(app, bind=bind), connect_timeout=settings.connect_timeout
         )
+
+    def runner(self, app: Flask | None = None, *, bind: str | None = None) -> Runner:
+        """A :class:`~.runner.Runner` for the app's migrations (or a bind's, from ``<directory>/<bind>``)."""
+        from .database import MigrationDatabase
+        from .runner import Runner
+
+        settings = self.settings(app)
+        directory = self.migrations_directory(app)
+        if bind is not None:
+            directory = os.path.join(directory, bind)
+        db = MigrationDatabase(
+            self.migration_url(app, bind=bind),
+            ledger_table=settings.ledger_table,
+            ledger_schema=settings.ledger_schema,
+            connect_timeout=settings.connect_timeout,
+        )
+        return Runner(
+            db,
+            directory,
+            policy=settings.retry_policy(),
+            lock_timeout_ms=settings.lock_timeout_ms,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            dedicated_url=bind is None and settings.database_uri is not None,
+            lease_ttl=settings.lease_ttl,
+        )
+
+    def upgrade(
+        self,
+        app: Flask | None = None,
+        *,
+        to: str | None = None,
+        bind: str | None = None,
+        out_of_order: bool = False,
+        on_event: t.Callable[[Event], None] | None = None,
+    ) -> list[Outcome]:
+        """Apply pending migrations, each exactly once; see :meth:`.Runner.run`."""
+        runner = self.runner(app, bind=bind)
+        try:
+            return runner.run(to=to, out_of_order=out_of_order, on_event=on_event)
+        finally:
+            runner.db.dispose()
+
+    def status(self, app: Flask | None = None, *, bind: str | None = None) -> Status:
+        """Applied, pending, drifted and missing migrations (one query)."""
+        runner = self.runner(app, bind=bind)
+        try:
+            return runner.status()
+        finally:
+            runner.db.dispose()
+
+    def pending(self, app: Flask | None = None, *, bind: str | None = None) -> list[Migration]:
+        """Migrations not yet applied (one query)."""
+        return self.status(app, bind=bind).pending

@@ -21,6 +21,7 @@ import ssl
 import struct
 import threading
 import time
+import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 from types import TracebackType
@@ -202,6 +203,17 @@ class FaultProxy:
         with self._lock:
             return len(self._conns)
 
+    @classmethod
+    def for_url(cls, url: str, **options: t.Any) -> FaultProxy:
+        """A proxy in front of the server ``url`` names (TCP host or unix-socket directory)."""
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        host = u.host or u.query.get("host") or "/var/run/postgresql"
+        if isinstance(host, tuple):
+            host = host[0]
+        return cls(str(host), u.port or 5432, **options)
+
     def url(self, url: str) -> str:
         """Rewrite a SQLAlchemy/libpq URL so it points at this proxy instead of the server."""
         from sqlalchemy.engine import make_url  # lazy: keeps this module standard-library only
@@ -370,10 +382,16 @@ class FaultProxy:
 
     async def _connect_upstream(self, conn: _Conn, startup: bytes) -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.upstream_host, self.upstream_port, limit=4 * _CHUNK),
-                timeout=10,
-            )
+            if self.upstream_host.startswith("/"):
+                # A unix-socket server (e.g. the embedded Postgres): libpq's socket name.
+                opening = asyncio.open_unix_connection(
+                    f"{self.upstream_host}/.s.PGSQL.{self.upstream_port}", limit=4 * _CHUNK
+                )
+            else:
+                opening = asyncio.open_connection(
+                    self.upstream_host, self.upstream_port, limit=4 * _CHUNK
+                )
+            reader, writer = await asyncio.wait_for(opening, timeout=10)
         except (OSError, TimeoutError) as exc:
             self._event("upstream_error", conn.id, repr(exc))
             return

@@ -46,8 +46,7 @@ class FakeTime:
 
 @pytest.fixture
 def proxy(pg_url: str):
-    url = sa.engine.make_url(pg_url)
-    with FaultProxy(url.host or "127.0.0.1", url.port or 5432) as running:
+    with FaultProxy.for_url(pg_url) as running:
         yield running
 
 

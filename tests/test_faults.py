@@ -34,12 +34,6 @@ from flask_safe_migrate.faults import Cut
 from flask_safe_migrate.faults import FaultProxy
 
 
-# TEMP: remove when conftest provides pg_url
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    yield "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture(autouse=True)
 def _hang_guard() -> Iterator[None]:
     """A proxy that swallows a reply it should pass makes libpq wait forever: fail loudly."""
@@ -51,7 +45,7 @@ def _hang_guard() -> Iterator[None]:
 def _params(url: str, **extra: Any) -> dict[str, Any]:
     u = make_url(url)
     params: dict[str, Any] = {
-        "host": u.host,
+        "host": u.host or u.query.get("host"),
         "port": u.port or 5432,
         "user": u.username,
         "dbname": u.database,
@@ -97,8 +91,7 @@ def _wait_for(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
 
 @pytest.fixture
 def proxy(pg_url: str) -> Iterator[FaultProxy]:
-    u = make_url(pg_url)
-    with FaultProxy(u.host or "127.0.0.1", u.port or 5432) as p:
+    with FaultProxy.for_url(pg_url) as p:
         yield p
 
 
@@ -401,8 +394,7 @@ def test_random_rate_one_cuts_all_and_zero_none(proxy: FaultProxy, pg_url: str) 
 
 
 def test_blind_mode_relays_and_cuts_randomly(pg_url: str) -> None:
-    u = make_url(pg_url)
-    with FaultProxy(u.host or "127.0.0.1", u.port or 5432, protocol=False) as proxy:
+    with FaultProxy.for_url(pg_url, protocol=False) as proxy:
         proxy.add_cut(Cut("before_query"))  # needs protocol mode: must have no effect here
         assert _run(proxy, pg_url, "SELECT repeat('z', 1000000)") == "z" * 1_000_000
         assert not any(e.kind == "query" for e in proxy.events)
@@ -502,8 +494,7 @@ def test_client_tls_termination_and_cut_messages(pg_url: str, tmp_path: Path) ->
     )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    u = make_url(pg_url)
-    with FaultProxy(u.host or "127.0.0.1", u.port or 5432, client_tls=ctx) as proxy:
+    with FaultProxy.for_url(pg_url, client_tls=ctx) as proxy:
         conn = _connect(proxy.url(pg_url), sslmode="require")
         try:
             assert conn.info.ssl_in_use

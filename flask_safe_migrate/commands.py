@@ -1,0 +1,150 @@
+"""The ``flask safe-migrate`` commands: each a few lines over the extension's methods."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import typing as t
+
+import click
+
+from .cli import cli
+from .cli import emit_json
+from .cli import extension
+from .cli import handle_errors
+from .urls import display_url
+
+if t.TYPE_CHECKING:
+    from .runner import Event
+    from .runner import MigrationState
+    from .runner import Outcome
+
+_MARKS = {"applied": "✅", "pending": "⏳", "drift": "❌", "missing": "❓"}
+
+
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def outcome_document(outcome: Outcome) -> dict[str, t.Any]:
+    return {
+        "version": outcome.version,
+        "name": outcome.name,
+        "checksum": outcome.checksum,
+        "state": "applied",
+        "result": outcome.state,
+        "attempts": outcome.attempts,
+        "duration_ms": outcome.duration_ms,
+        "retries": list(outcome.retries),
+    }
+
+
+def state_document(item: MigrationState) -> dict[str, t.Any]:
+    row = item.applied
+    return {
+        "version": item.version,
+        "name": item.name,
+        "checksum": item.checksum,
+        "state": item.state,
+        "attempts": row.attempts if row else None,
+        "duration_ms": row.duration_ms if row else None,
+        "applied_at": row.applied_at if row else None,
+        "applied_by": row.applied_by if row else None,
+        "ledger_checksum": row.checksum if row else None,
+        "path": _relative(str(item.migration.path)) if item.migration else None,
+    }
+
+
+@cli.command("run")
+@click.option("--to", "to", metavar="VERSION", help="Stop after this version (inclusive).")
+@click.option("--bind", metavar="NAME", help="Migrate a Flask-SQLAlchemy bind, from <directory>/<NAME>.")
+@click.option("--out-of-order", is_flag=True, help="Also apply pending versions below the highest applied one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: bool) -> None:
+    """Apply pending migrations, each exactly once.
+
+    Every migration runs in its own transaction on a new connection; a dropped
+    connection, pooler restart or lock timeout retries it from the start, and
+    a migration another instance applied meanwhile is not run twice.
+    """
+    ext = extension()
+    runner = ext.runner(bind=bind)
+    started = time.monotonic()
+    if not as_json:
+        click.echo(
+            f"Migrating {display_url(runner.db.url)} from {_relative(runner.directory)}"
+        )
+
+    def show(event: Event) -> None:
+        if as_json:
+            return
+        label = f"{event.version}_{event.name}" if event.version else ""
+        if event.kind == "waiting":
+            click.echo(f"  waiting: {event.detail} is applying migrations")
+        elif event.kind == "retry":
+            click.echo(f"  {label}: {event.detail}")
+        elif event.kind == "warning":
+            click.echo(f"  warning: {event.detail}", err=True)
+        elif event.kind in ("applied", "already_applied") and event.outcome is not None:
+            outcome = event.outcome
+            tries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+            verb = "applied" if event.kind == "applied" else "already applied by another instance"
+            click.echo(f"  ✅ {label} {verb} in {outcome.duration_ms} ms{tries}")
+
+    try:
+        outcomes = runner.run(to=to, out_of_order=out_of_order, on_event=show)
+    finally:
+        runner.db.dispose()
+    applied = sum(1 for o in outcomes if o.state == "applied")
+    elapsed = time.monotonic() - started
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "applied": applied,
+                "already_applied": len(outcomes) - applied,
+                "duration_ms": int(elapsed * 1000),
+                "migrations": [outcome_document(o) for o in outcomes],
+            }
+        )
+    elif not outcomes:
+        click.echo("Nothing to apply: the database is up to date.")
+    else:
+        click.echo(f"Done: {applied} applied, {len(outcomes) - applied} already applied, in {elapsed:.1f}s.")
+
+
+@cli.command("status")
+@click.option("--bind", metavar="NAME", help="Report on a Flask-SQLAlchemy bind's migrations.")
+@click.option("--check", is_flag=True, help="Exit 1 if anything is pending, drifted or missing (a deploy gate).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def status_command(bind: str | None, check: bool, as_json: bool) -> None:
+    """Show applied, pending, drifted and missing migrations."""
+    ext = extension()
+    status = ext.status(bind=bind)
+    counts = {state: len(status.of(state)) for state in ("applied", "pending", "drift", "missing")}
+    if as_json:
+        emit_json({"ok": status.clean, "counts": counts, "migrations": [state_document(i) for i in status.items]})
+    else:
+        if not status.items:
+            click.echo("No migrations yet.")
+        for item in status.items:
+            row = item.applied
+            if item.state == "applied" and row is not None:
+                tries = "attempt" if row.attempts == 1 else "attempts"
+                detail = f"applied {row.applied_at} ({row.duration_ms} ms, {row.attempts} {tries})"
+            elif item.state == "drift":
+                detail = "drift: edited after it was applied (restore it, or `repair`)"
+            elif item.state == "missing":
+                detail = "missing: applied, but its file is gone"
+            else:
+                detail = "pending"
+            click.echo(f"{_MARKS[item.state]} {item.version} {item.name:<40} {detail}")
+        click.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
+    if check and not status.clean:
+        sys.exit(1)

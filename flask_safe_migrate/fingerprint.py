@@ -1,0 +1,195 @@
+"""A fingerprint of a Postgres database: schema and data, comparable across runs.
+
+Used to prove a faulty run ended exactly where a clean run ends. Values a
+retried transaction legitimately changes are left out or translated:
+
+* the ledger and lease tables (timings, attempt counts, hosts);
+* columns whose values depend on time (date/time types with a default);
+* values drawn from sequences (a rolled-back attempt consumes numbers):
+  serial/identity keys are not compared as numbers, and a foreign key
+  pointing at one is compared through the row it joins to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing as t
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+_TIME_TYPES = ("timestamp", "date", "time", "interval")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    """Catalog facts plus, per table, a row count and a hash of the row multiset."""
+
+    schema: dict[str, list[str]]
+    row_counts: dict[str, int]
+    row_hashes: dict[str, str]
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """What differs from ``other`` (empty: identical), in words."""
+        found: list[str] = []
+        for kind in sorted(set(self.schema) | set(other.schema)):
+            mine, theirs = set(self.schema.get(kind, [])), set(other.schema.get(kind, []))
+            for item in sorted(theirs - mine):
+                found.append(f"{kind}: extra {item}")
+            for item in sorted(mine - theirs):
+                found.append(f"{kind}: missing {item}")
+        for table in sorted(set(self.row_counts) | set(other.row_counts)):
+            before, after = self.row_counts.get(table), other.row_counts.get(table)
+            if before != after:
+                found.append(f"row count of {table} {before} → {after}")
+            elif self.row_hashes.get(table) != other.row_hashes.get(table):
+                found.append(f"rows of {table} differ (same count, {before})")
+        return found
+
+
+def _rows(conn: Connection, sql: str, **params: t.Any) -> list[t.Any]:
+    from sqlalchemy import text
+
+    return list(conn.execute(text(sql), params))
+
+
+def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
+    """Fingerprint the current database of ``conn`` (all non-system schemas)."""
+    excluded = set(exclude)
+    user = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'"
+    tables = [
+        (r.nspname, r.relname)
+        for r in _rows(
+            conn,
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE c.relkind IN ('r', 'p') AND {user} ORDER BY 1, 2",
+        )
+        if r.relname not in excluded
+    ]
+    schema: dict[str, list[str]] = {"tables": [f"{s}.{n}" for s, n in tables]}
+    columns = _rows(
+        conn,
+        "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,"
+        " a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS def, a.attidentity"
+        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        f" WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p') AND {user}"
+        " ORDER BY 1, 2, a.attnum",
+    )
+    schema["columns"] = [
+        f"{r.nspname}.{r.relname}.{r.attname} {r.type}{' not null' if r.attnotnull else ''}"
+        f"{' default ' + r.def if r.def else ''}{' identity' if r.attidentity else ''}"
+        for r in columns
+        if r.relname not in excluded
+    ]
+    schema["indexes"] = [
+        f"{r.indexdef}{'' if r.indisvalid else ' INVALID'}"
+        for r in _rows(
+            conn,
+            "SELECT pg_get_indexdef(i.indexrelid) AS indexdef, i.indisvalid, c.relname"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}",
+        )
+        if r.relname not in excluded
+    ]
+    schema["constraints"] = [
+        f"{r.relname}.{r.conname} {r.def}{'' if r.convalidated else ' NOT VALIDATED'}"
+        for r in _rows(
+            conn,
+            "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) AS def, o.convalidated"
+            " FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid"
+            f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}",
+        )
+        if r.relname not in excluded
+    ]
+    schema["enums"] = [
+        f"{r.typname}: {r.labels}"
+        for r in _rows(
+            conn,
+            "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) AS labels"
+            " FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+            f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {user} GROUP BY t.typname",
+        )
+    ]
+    schema["functions"] = [
+        r.def
+        for r in _rows(
+            conn,
+            "SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p"
+            f" JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user} AND p.prokind IN ('f', 'p')",
+        )
+    ]
+    schema["triggers"] = [
+        r.def
+        for r in _rows(
+            conn,
+            "SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {user}",
+        )
+    ]
+    counts, hashes = _data(conn, tables, columns)
+    return Fingerprint({k: sorted(v) for k, v in schema.items()}, counts, hashes)
+
+
+def _data(
+    conn: Connection, tables: list[tuple[str, str]], columns: list[t.Any]
+) -> tuple[dict[str, int], dict[str, str]]:
+    by_table: dict[tuple[str, str], list[t.Any]] = {}
+    for column in columns:
+        by_table.setdefault((column.nspname, column.relname), []).append(column)
+    drawn = {
+        (c.nspname, c.relname, c.attname)
+        for c in columns
+        if c.attidentity or (c.def or "").startswith("nextval(")
+    }
+    timed = {
+        (c.nspname, c.relname, c.attname)
+        for c in columns
+        if c.def and any(word in c.type for word in _TIME_TYPES)
+    }
+    # Foreign keys onto sequence-drawn columns: compare through the joined row.
+    references = _rows(
+        conn,
+        "SELECT sn.nspname AS src_schema, sc.relname AS src_table, sa.attname AS src_col,"
+        " tn.nspname AS dst_schema, tc.relname AS dst_table, ta.attname AS dst_col"
+        " FROM pg_constraint o"
+        " JOIN pg_class sc ON sc.oid = o.conrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace"
+        " JOIN pg_class tc ON tc.oid = o.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace"
+        " JOIN pg_attribute sa ON sa.attrelid = o.conrelid AND sa.attnum = o.conkey[1]"
+        " JOIN pg_attribute ta ON ta.attrelid = o.confrelid AND ta.attnum = o.confkey[1]"
+        " WHERE o.contype = 'f' AND array_length(o.conkey, 1) = 1",
+    )
+    joins = {
+        (r.src_schema, r.src_table, r.src_col): (r.dst_schema, r.dst_table, r.dst_col)
+        for r in references
+        if (r.dst_schema, r.dst_table, r.dst_col) in drawn
+    }
+    raw: dict[tuple[str, str], list[dict[str, t.Any]]] = {}
+    for schema_name, table in tables:
+        result = conn.exec_driver_sql(f'SELECT * FROM "{schema_name}"."{table}"')
+        raw[(schema_name, table)] = [dict(row._mapping) for row in result]
+
+    def stable(schema_name: str, table: str, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        kept: dict[str, t.Any] = {}
+        for name, value in row.items():
+            key = (schema_name, table, name)
+            if key in drawn or key in timed:
+                continue
+            target = joins.get(key)
+            if target is not None and value is not None:
+                match = next((r for r in raw.get(target[:2], []) if r.get(target[2]) == value), None)
+                value = {"→": stable(target[0], target[1], match)} if match is not None else {"→": None}
+            kept[name] = value
+        return kept
+
+    counts: dict[str, int] = {}
+    hashes: dict[str, str] = {}
+    for (schema_name, table), rows in raw.items():
+        label = f"{schema_name}.{table}"
+        serialised = sorted(json.dumps(stable(schema_name, table, r), sort_keys=True, default=str) for r in rows)
+        counts[label] = len(rows)
+        hashes[label] = hashlib.sha256("\n".join(serialised).encode()).hexdigest()
+    return counts, hashes

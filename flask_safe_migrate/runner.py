@@ -1,0 +1,600 @@
+"""Apply pending migrations exactly once, whatever the network does.
+
+The shape of a run:
+
+1. Read the migration files (bad names, duplicates, a missing directory:
+   error before the database is touched).
+2. One query reads the ledger. Nothing pending: done. That is the whole cost
+   of a boot with nothing to do.
+3. Refuse on checksum drift, and on a late-merged lower version unless
+   ``out_of_order``. Parse every pending file (bad SQL, non-idempotent
+   no-transaction statements: error before the database is touched).
+4. Take the lease (waiting, bounded by the deadline, while another instance
+   migrates), re-read the ledger, and apply each pending migration:
+
+   * transactional: one transaction is one unit of retry, on a new
+     connection each time: READ COMMITTED, ``SET LOCAL`` timeouts, an
+     advisory xact lock, re-read the ledger row (a previous attempt whose
+     COMMIT reply was lost may have applied it: then it is done), run the
+     statements, insert the ledger row, commit;
+   * no-transaction: statements one by one in autocommit, each retried on
+     its own (they are of idempotent forms), then the ledger row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import typing as t
+
+from sqlalchemy import text
+
+from .classify import Transience
+from .classify import first_line
+from .context import MigrationContext
+from .context import migrating
+from .context import on_connection
+from .database import MigrationDatabase
+from .database import holder_name
+from .durations import format_ms
+from .errors import BadInputError
+from .errors import ChecksumDriftError
+from .errors import MigrationError
+from .errors import OutOfOrderError
+from .errors import SafeMigrateError
+from .executor import Attempt
+from .executor import RetryPolicy
+from .executor import retry_call
+from .executor import run_with_retry
+from .ledger import AppliedMigration
+from .ledger import ensure_tables
+from .ledger import insert_row
+from .ledger import read_applied
+from .ledger import read_applied_raw
+from .ledger import read_one
+from .lease import Lease
+from .loader import Migration
+from .loader import discover
+from .log import logger
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Result
+
+    from .sqlsplit import Statement
+
+State = t.Literal["applied", "pending", "drift", "missing"]
+
+#: Largest lock_timeout the lock-retry schedule grows to (ms).
+LOCK_TIMEOUT_CEILING_MS = 10_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MigrationState:
+    """One line of ``status``: a file, a ledger row, or both."""
+
+    version: str
+    name: str
+    checksum: str
+    state: State
+    migration: Migration | None = None
+    applied: AppliedMigration | None = None
+
+    @property
+    def number(self) -> int:
+        return int(self.version)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Status:
+    """Everything ``status`` reports, from one ledger query."""
+
+    items: tuple[MigrationState, ...]
+
+    def of(self, state: State) -> list[MigrationState]:
+        return [item for item in self.items if item.state == state]
+
+    @property
+    def pending(self) -> list[Migration]:
+        return [item.migration for item in self.of("pending") if item.migration is not None]
+
+    @property
+    def clean(self) -> bool:
+        """Nothing pending, drifted or missing (the ``status --check`` gate)."""
+        return all(item.state == "applied" for item in self.items)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one migration during ``run``."""
+
+    version: str
+    name: str
+    checksum: str
+    state: t.Literal["applied", "already_applied"]
+    attempts: int
+    duration_ms: int
+    retries: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """Progress reported while running (the CLI prints these as they come)."""
+
+    kind: t.Literal["waiting", "applying", "retry", "applied", "already_applied", "warning"]
+    version: str | None = None
+    name: str | None = None
+    detail: str = ""
+    outcome: Outcome | None = None
+
+
+def compute_status(migrations: list[Migration], applied: dict[str, AppliedMigration]) -> Status:
+    """Join files and ledger rows by version number."""
+    by_number = {int(version): row for version, row in applied.items()}
+    items: list[MigrationState] = []
+    for migration in migrations:
+        row = by_number.pop(migration.number, None)
+        if row is None:
+            state: State = "pending"
+        elif row.checksum != migration.checksum:
+            state = "drift"
+        else:
+            state = "applied"
+        items.append(
+            MigrationState(migration.version, migration.name, migration.checksum, state, migration, row)
+        )
+    for row in by_number.values():
+        items.append(MigrationState(row.version, row.name, row.checksum, "missing", None, row))
+    items.sort(key=lambda item: item.number)
+    return Status(tuple(items))
+
+
+def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
+    """``lock_timeout`` for the next attempt after ``lock_failures`` lock timeouts.
+
+    In the spirit of GitLab's ``with_lock_retries``: start short, so a
+    migration queued behind a long transaction blocks the app's queries for
+    at most ``base`` at a time, and grow (x2 every second failure, up to
+    10 s) so a busy table is eventually won. Between attempts the lock is
+    released and the app runs freely.
+    """
+    if base_ms == 0:
+        return 0
+    return min(base_ms * 2 ** (lock_failures // 2), max(base_ms, LOCK_TIMEOUT_CEILING_MS))
+
+
+class Runner:
+    """Applies one migrations directory to one database."""
+
+    def __init__(
+        self,
+        db: MigrationDatabase,
+        directory: str | os.PathLike[str],
+        *,
+        policy: RetryPolicy | None = None,
+        lock_timeout_ms: int = 2000,
+        statement_timeout_ms: int | None = None,
+        dedicated_url: bool = False,
+        lease_ttl: float = 15.0,
+    ) -> None:
+        self.db = db
+        self.directory = os.fspath(directory)
+        self.policy = policy or RetryPolicy()
+        self.lock_timeout_ms = lock_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+        #: migrations connect over SAFE_MIGRATE_DATABASE_URI (direct or session mode),
+        #: so session settings are safe for no-transaction statements
+        self.dedicated_url = dedicated_url
+        self.holder = holder_name()
+        self.lease_ttl = lease_ttl
+
+    # -- reading --------------------------------------------------------------
+
+    def migrations(self) -> list[Migration]:
+        return discover(self.directory)
+
+    def read_applied(self) -> dict[str, AppliedMigration]:
+        """The ledger, in one query on a raw connection (retried like everything else)."""
+
+        def attempt(_: int) -> dict[str, AppliedMigration]:
+            conn = self.db.raw_connect()
+            try:
+                return read_applied_raw(conn, self.db)
+            finally:
+                conn.close()
+
+        applied, _ = retry_call(attempt, policy=self.policy, label="reading the migration ledger")
+        return applied
+
+    def status(self) -> Status:
+        migrations = self.migrations()
+        return compute_status(migrations, self.read_applied())
+
+    def pending(self) -> list[Migration]:
+        return self.status().pending
+
+    # -- checks ---------------------------------------------------------------
+
+    def _targets(self, status: Status, to: str | None, out_of_order: bool) -> list[Migration]:
+        drifted = status.of("drift")
+        if drifted:
+            item = drifted[0]
+            assert item.migration is not None and item.applied is not None
+            raise ChecksumDriftError(
+                f"{item.migration.path}: migration {item.version} was edited after it was applied"
+                f" (checksum {item.applied.checksum[:12]}... in the ledger, {item.checksum[:12]}..."
+                " on disk); nothing was applied. Restore the file, or accept the edit with"
+                f" `flask safe-migrate repair {item.version}`.",
+                version=item.version,
+                path=str(item.migration.path),
+            )
+        pending = status.pending
+        if to is not None:
+            known = {item.number for item in status.items}
+            try:
+                limit = int(to)
+            except ValueError:
+                raise BadInputError(f"--to {to!r}: not a migration version (use e.g. 0004)") from None
+            if limit not in known:
+                raise BadInputError(f"--to {to}: no migration has version {to}")
+            pending = [m for m in pending if m.number <= limit]
+        applied_numbers = [item.number for item in status.items if item.state in ("applied", "missing")]
+        highest = max(applied_numbers, default=None)
+        if highest is not None and not out_of_order:
+            late = [m for m in pending if m.number < highest]
+            if late:
+                raise OutOfOrderError(
+                    f"{late[0].path}: migration {late[0].version} is pending but a higher version"
+                    f" ({highest}) is already applied (a late-merged branch?). Renumber it above"
+                    " the highest applied version, or apply it anyway with --out-of-order.",
+                    version=late[0].version,
+                    path=str(late[0].path),
+                )
+        return pending
+
+    def _prepare(self, migrations: list[Migration]) -> dict[str, list[Statement] | None]:
+        """Parse everything first: a bad file fails before anything is applied."""
+        parsed: dict[str, list[Statement] | None] = {}
+        for migration in migrations:
+            if migration.kind == "sql":
+                parsed[migration.version] = migration.statements(dialect=self.db.backend)
+            else:
+                migration.load_module()
+                parsed[migration.version] = None
+        return parsed
+
+    # -- running --------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        to: str | None = None,
+        out_of_order: bool = False,
+        on_event: t.Callable[[Event], None] | None = None,
+    ) -> list[Outcome]:
+        """Apply pending migrations (up to ``to``, inclusive); returns what happened.
+
+        :raises MigrationError: a migration failed; it was rolled back and
+            earlier ones stay applied.
+        """
+        emit = on_event or (lambda event: None)
+        migrations = self.migrations()
+        status = compute_status(migrations, self.read_applied())
+        targets = self._targets(status, to, out_of_order)
+        if not targets:
+            return []
+        parsed = self._prepare(targets)
+
+        engine = self.db.engine
+        run_with_retry(engine, lambda conn: ensure_tables(conn, self.db), policy=self.policy, label="creating the ledger")
+        lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
+        lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
+        outcomes: list[Outcome] = []
+        try:
+            # Another instance may have applied some while we waited.
+            applied, _ = run_with_retry(engine, lambda conn: read_applied(conn, self.db), policy=self.policy, label="reading the migration ledger")
+            targets = self._targets(compute_status(migrations, applied), to, out_of_order)
+            for migration in targets:
+                lease.check()
+                emit(Event("applying", migration.version, migration.name))
+                outcome = self._apply(migration, parsed[migration.version], emit)
+                outcomes.append(outcome)
+                emit(Event(outcome.state, migration.version, migration.name, outcome=outcome))
+        finally:
+            lease.release()
+        return outcomes
+
+    def _apply(
+        self, migration: Migration, statements: list[Statement] | None, emit: t.Callable[[Event], None]
+    ) -> Outcome:
+        retries: list[str] = []
+
+        def on_retry(attempt: Attempt) -> None:
+            reason = f"attempt {attempt.number + 1} after: {attempt.reason}"
+            retries.append(reason)
+            emit(Event("retry", migration.version, migration.name, reason))
+
+        started = time.monotonic()
+        with migrating(f"{migration.version}_{migration.name}"):
+            if migration.transactional:
+                state, attempts = self._apply_in_transaction(migration, statements, on_retry, started)
+            else:
+                state, attempts = self._apply_without_transaction(migration, statements, on_retry, started, emit)
+        return Outcome(
+            migration.version,
+            migration.name,
+            migration.checksum,
+            state,
+            attempts,
+            int((time.monotonic() - started) * 1000),
+            tuple(retries),
+        )
+
+    # -- transactional ----------------------------------------------------------
+
+    def _set_locals(self, conn: Connection, migration: Migration, lock_timeout_ms: int) -> None:
+        if not self.db.is_postgres:
+            return
+        # Forced whatever the role's default: a REPEATABLE READ snapshot would
+        # hide a ledger row committed by the attempt whose reply was lost.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        settings = {"lock_timeout": format_ms(lock_timeout_ms)}
+        statement_timeout = migration.statement_timeout_ms
+        if statement_timeout is None:
+            statement_timeout = self.statement_timeout_ms
+        if statement_timeout is not None:
+            settings["statement_timeout"] = format_ms(statement_timeout)
+        if conn.dialect.server_version_info and conn.dialect.server_version_info >= (14,):
+            # Lets the server notice a vanished client during a long statement
+            # and free its locks, instead of running on as an orphan.
+            settings["client_connection_check_interval"] = "1000ms"
+        for name, value in settings.items():
+            conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+    def _terminate_orphan(self, conn: Connection, pid: int, xid: str) -> None:
+        """End a previous attempt's backend if it is still inside that attempt's transaction.
+
+        After a client-side cut the server backend may run on, holding its
+        locks. Matching on the transaction id (not the pid alone) means a
+        pooler's reused server connection serving someone else is never hit.
+        """
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid = :pid AND backend_xid = xid(CAST(:xid AS xid8))"
+            ),
+            {"pid": pid, "xid": xid},
+        )
+
+    def _apply_in_transaction(
+        self,
+        migration: Migration,
+        statements: list[Statement] | None,
+        on_retry: t.Callable[[Attempt], None],
+        started: float,
+    ) -> tuple[t.Literal["applied", "already_applied"], int]:
+        previous: dict[str, t.Any] = {"pid": None, "xid": None, "lock_failures": 0, "attempt": 0}
+        current: dict[str, t.Any] = {"statement": None}
+        base_lock_timeout = migration.lock_timeout_ms
+        if base_lock_timeout is None:
+            base_lock_timeout = self.lock_timeout_ms
+
+        def work(conn: Connection) -> t.Literal["applied", "already_applied"]:
+            previous["attempt"] += 1
+            current["statement"] = None
+            lock_timeout = lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])
+            self._set_locals(conn, migration, lock_timeout)
+            if self.db.is_postgres:
+                if previous["pid"] is not None:
+                    self._terminate_orphan(conn, previous["pid"], previous["xid"])
+                _, pid, xid = conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key), pg_backend_pid(), CAST(pg_current_xact_id() AS text)"),
+                    {"key": self.db.lock_key},
+                ).one()
+                previous["pid"], previous["xid"] = pid, xid
+            existing = read_one(conn, self.db, migration.version)
+            if existing is not None:
+                # Applied by another instance, or by our own earlier attempt
+                # whose COMMIT reply was lost: done, not re-run.
+                if existing.checksum != migration.checksum:
+                    raise ChecksumDriftError(
+                        f"{migration.path}: version {migration.version} was applied meanwhile with"
+                        " a different checksum; restore the file or run repair",
+                        version=migration.version,
+                        path=str(migration.path),
+                    )
+                return "already_applied"
+            if statements is not None:
+                for statement in statements:
+                    current["statement"] = statement
+                    conn.exec_driver_sql(statement.sql)
+                current["statement"] = None
+            else:
+                module = migration.load_module()
+                context = MigrationContext(
+                    version=migration.version, name=migration.name, dialect=self.db.backend, run=on_connection(conn)
+                )
+                module.upgrade(context)
+            insert_row(
+                conn,
+                self.db,
+                version=migration.version,
+                name=migration.name,
+                checksum=migration.checksum,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                attempts=previous["attempt"],
+                applied_by=self.holder,
+            )
+            return "applied"
+
+        def note_retry(attempt: Attempt) -> None:
+            if attempt.transience is Transience.LOCK_TIMEOUT:
+                previous["lock_failures"] += 1
+                logger.warning(
+                    "migration %s: lock_timeout (%s) expired; the lock was released and the"
+                    " migration retries with lock_timeout %s",
+                    migration.version,
+                    format_ms(lock_timeout_schedule(base_lock_timeout, previous["lock_failures"] - 1)),
+                    format_ms(lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])),
+                )
+            on_retry(attempt)
+
+        try:
+            state, attempts = run_with_retry(
+                self.db.engine,
+                work,
+                policy=self.policy,
+                on_retry=note_retry,
+                label=f"migration {migration.version}_{migration.name}",
+            )
+        except SafeMigrateError:
+            raise
+        except Exception as exc:
+            raise self._failure(migration, current["statement"], exc) from exc
+        return state, len(attempts)
+
+    # -- no transaction -----------------------------------------------------------
+
+    def _apply_without_transaction(
+        self,
+        migration: Migration,
+        statements: list[Statement] | None,
+        on_retry: t.Callable[[Attempt], None],
+        started: float,
+        emit: t.Callable[[Event], None],
+    ) -> tuple[t.Literal["applied", "already_applied"], int]:
+        engine = self.db.engine
+        total_attempts = 0
+        existing, _ = run_with_retry(engine, lambda conn: read_one(conn, self.db, migration.version), policy=self.policy)
+        if existing is not None:
+            return "already_applied", 1
+        if self.db.is_postgres and not self.dedicated_url:
+            message = (
+                f"migration {migration.version} runs outside a transaction without lock_timeout or"
+                " statement_timeout: through a transaction pooler, session settings would leak to"
+                " other clients. Set SAFE_MIGRATE_DATABASE_URI to a direct or session-mode URL to"
+                " run it with timeouts."
+            )
+            logger.warning("%s", message)
+            emit(Event("warning", migration.version, migration.name, message))
+
+        def run_one(sql: str, params: t.Mapping[str, t.Any] | None = None, statement: Statement | None = None) -> Result[t.Any]:
+            nonlocal total_attempts
+
+            def work(conn: Connection) -> Result[t.Any]:
+                if self.db.is_postgres and self.dedicated_url:
+                    lock_timeout = migration.lock_timeout_ms
+                    if lock_timeout is None:
+                        lock_timeout = self.lock_timeout_ms
+                    conn.exec_driver_sql(f"SET lock_timeout = '{format_ms(lock_timeout)}'")
+                    statement_timeout = migration.statement_timeout_ms
+                    if statement_timeout is None:
+                        statement_timeout = self.statement_timeout_ms
+                    if statement_timeout is not None:
+                        conn.exec_driver_sql(f"SET statement_timeout = '{format_ms(statement_timeout)}'")
+                if statement is not None and statement.node_type == "IndexStmt":
+                    self._clear_invalid_index(conn, statement)
+                if statement is not None:
+                    result = conn.exec_driver_sql(sql)
+                else:
+                    result = conn.execute(text(sql), dict(params or {}))
+                # The connection closes after this attempt: keep the rows.
+                return result.freeze()() if result.returns_rows else result
+
+            try:
+                result, attempts = run_with_retry(
+                    engine,
+                    work,
+                    policy=self.policy,
+                    transaction=False,
+                    on_retry=on_retry,
+                    label=f"migration {migration.version}_{migration.name}",
+                )
+            except SafeMigrateError:
+                raise
+            except Exception as exc:
+                raise self._failure(migration, statement, exc) from exc
+            total_attempts = max(total_attempts, len(attempts))
+            return result
+
+        if statements is not None:
+            for statement in statements:
+                run_one(statement.sql, statement=statement)
+        else:
+            module = migration.load_module()
+            context = MigrationContext(
+                version=migration.version,
+                name=migration.name,
+                dialect=self.db.backend,
+                run=lambda sql, params: run_one(sql, params),
+            )
+            module.upgrade(context)
+
+        def record(conn: Connection) -> None:
+            insert_row(
+                conn,
+                self.db,
+                version=migration.version,
+                name=migration.name,
+                checksum=migration.checksum,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                attempts=max(total_attempts, 1),
+                applied_by=self.holder,
+                if_absent=True,
+            )
+
+        run_with_retry(engine, record, policy=self.policy, label=f"recording migration {migration.version}")
+        return "applied", max(total_attempts, 1)
+
+    def _clear_invalid_index(self, conn: Connection, statement: Statement) -> None:
+        """Before (re)running CREATE INDEX CONCURRENTLY, remove a half-built INVALID index.
+
+        ``IF NOT EXISTS`` alone reports success and keeps the INVALID index.
+        An orphaned backend of an earlier attempt may still be building it:
+        it is terminated first (we hold the lease, so no one else is).
+        """
+        node = statement.node or {}
+        name = node.get("idxname")
+        if not name:
+            return
+        schema = (node.get("relation") or {}).get("schemaname")
+        row = conn.execute(
+            text(
+                "SELECT c.oid, i.indisvalid FROM pg_class c"
+                " JOIN pg_index i ON i.indexrelid = c.oid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relname = :name AND n.nspname = coalesce(:schema, current_schema())"
+            ),
+            {"name": name, "schema": schema},
+        ).first()
+        if row is None or row.indisvalid:
+            return
+        for _ in range(50):
+            builders = conn.execute(
+                text(
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_progress_create_index"
+                    " WHERE index_relid = :oid AND pid <> pg_backend_pid()"
+                ),
+                {"oid": row.oid},
+            ).all()
+            if not builders:
+                break
+            time.sleep(0.1)
+        qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
+        logger.warning("dropping INVALID index %s left by an interrupted CREATE INDEX CONCURRENTLY", qualified)
+        conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
+
+    def _failure(self, migration: Migration, statement: Statement | None, exc: BaseException) -> MigrationError:
+        where = f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
+        what = f" at statement {statement.index + 1} ({statement.short()})" if statement is not None else ""
+        return MigrationError(
+            f"{where}: migration {migration.version}_{migration.name} failed{what}: {first_line(exc)}."
+            " It was rolled back; earlier migrations stay applied."
+            if migration.transactional
+            else f"{where}: migration {migration.version}_{migration.name} failed{what}: {first_line(exc)}."
+            " It runs outside a transaction: statements before this one stay done; fix and run again.",
+            version=migration.version,
+            path=str(migration.path),
+            statement=statement.sql if statement is not None else None,
+        )
