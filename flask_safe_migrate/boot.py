@@ -26,7 +26,9 @@ if t.TYPE_CHECKING:
     from .extension import SafeMigrate
 
 
-def skip_reason(command_name: str, argv: t.Sequence[str], environ: t.Mapping[str, str]) -> str | None:
+def skip_reason(
+    command_name: str, argv: t.Sequence[str], environ: t.Mapping[str, str]
+) -> str | None:
     """Why auto-migrate must not run in this process, or ``None`` if it should."""
     args = list(argv[1:])
     if command_name and command_name in args:

@@ -20,6 +20,7 @@ import typing as t
 
 import click
 from flask import current_app
+from flask.cli import AppGroup
 
 from .classify import first_line
 from .classify import is_database_error
@@ -59,6 +60,9 @@ def handle_errors(func: F) -> F:
         except SafeMigrateError as exc:
             if show_traceback:
                 click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+            if kwargs.get("as_json"):
+                emit_json({"ok": False, "error": error_document(exc)})
+                sys.exit(exc.exit_code)
             raise CommandFailed(str(exc), exc.exit_code) from None
         except Exception as exc:
             if not is_database_error(exc):
@@ -69,7 +73,16 @@ def handle_errors(func: F) -> F:
                 click.echo(redact("".join(traceback.format_exception(exc))), err=True)
             message = f"database error: {first_line(exc)}"
             if kwargs.get("as_json"):
-                emit_json({"ok": False, "error": {"type": type(exc).__name__, "message": redact(message), "exit_code": 1}})
+                emit_json(
+                    {
+                        "ok": False,
+                        "error": {
+                            "type": type(exc).__name__,
+                            "message": redact(message),
+                            "exit_code": 1,
+                        },
+                    }
+                )
                 sys.exit(1)
             raise CommandFailed(redact(message), 1) from None
 
@@ -102,6 +115,7 @@ def extension() -> SafeMigrate:
 
 @click.group(
     "safe-migrate",
+    cls=AppGroup,
     help=(
         "Apply database migrations safely: exactly once, retried on a new connection when "
         "the pooler or network drops, and never left half-applied.\n\n"

@@ -61,8 +61,14 @@ def state_document(item: MigrationState) -> dict[str, t.Any]:
 
 @cli.command("run")
 @click.option("--to", "to", metavar="VERSION", help="Stop after this version (inclusive).")
-@click.option("--bind", metavar="NAME", help="Migrate a Flask-SQLAlchemy bind, from <directory>/<NAME>.")
-@click.option("--out-of-order", is_flag=True, help="Also apply pending versions below the highest applied one.")
+@click.option(
+    "--bind", metavar="NAME", help="Migrate a Flask-SQLAlchemy bind, from <directory>/<NAME>."
+)
+@click.option(
+    "--out-of-order",
+    is_flag=True,
+    help="Also apply pending versions below the highest applied one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @handle_errors
 def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: bool) -> None:
@@ -76,9 +82,7 @@ def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: b
     runner = ext.runner(bind=bind)
     started = time.monotonic()
     if not as_json:
-        click.echo(
-            f"Migrating {display_url(runner.db.url)} from {_relative(runner.directory)}"
-        )
+        click.echo(f"Migrating {display_url(runner.db.url)} from {_relative(runner.directory)}")
 
     def show(event: Event) -> None:
         if as_json:
@@ -115,12 +119,18 @@ def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: b
     elif not outcomes:
         click.echo("Nothing to apply: the database is up to date.")
     else:
-        click.echo(f"Done: {applied} applied, {len(outcomes) - applied} already applied, in {elapsed:.1f}s.")
+        click.echo(
+            f"Done: {applied} applied, {len(outcomes) - applied} already applied, in {elapsed:.1f}s."
+        )
 
 
 @cli.command("status")
 @click.option("--bind", metavar="NAME", help="Report on a Flask-SQLAlchemy bind's migrations.")
-@click.option("--check", is_flag=True, help="Exit 1 if anything is pending, drifted or missing (a deploy gate).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 if anything is pending, drifted or missing (a deploy gate).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @handle_errors
 def status_command(bind: str | None, check: bool, as_json: bool) -> None:
@@ -129,7 +139,13 @@ def status_command(bind: str | None, check: bool, as_json: bool) -> None:
     status = ext.status(bind=bind)
     counts = {state: len(status.of(state)) for state in ("applied", "pending", "drift", "missing")}
     if as_json:
-        emit_json({"ok": status.clean, "counts": counts, "migrations": [state_document(i) for i in status.items]})
+        emit_json(
+            {
+                "ok": status.clean,
+                "counts": counts,
+                "migrations": [state_document(i) for i in status.items],
+            }
+        )
     else:
         if not status.items:
             click.echo("No migrations yet.")

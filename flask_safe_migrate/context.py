@@ -93,7 +93,9 @@ class MigrationContext:
         return self._run(sql, params).scalar()
 
 
-def on_connection(conn: Connection) -> t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]]:
+def on_connection(
+    conn: Connection,
+) -> t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]]:
     """Execute on one connection (the migration's transaction)."""
 
     def run(sql: str, params: t.Mapping[str, t.Any] | None) -> Result[t.Any]:

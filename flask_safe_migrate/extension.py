@@ -18,14 +18,14 @@ from .errors import ConfigError
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import Engine
 
     from .loader import Migration
     from .runner import Event
     from .runner import Outcome
     from .runner import Runner
     from .runner import Status
-    from sqlalchemy.engine import URL
-    from sqlalchemy.engine import Engine
 
 EXTENSION_KEY = "safe_migrate"
 

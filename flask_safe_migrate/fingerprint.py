@@ -72,7 +72,7 @@ def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
     columns = _rows(
         conn,
         "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,"
-        " a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS def, a.attidentity"
+        " a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS defn, a.attidentity"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
@@ -81,7 +81,7 @@ def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
     )
     schema["columns"] = [
         f"{r.nspname}.{r.relname}.{r.attname} {r.type}{' not null' if r.attnotnull else ''}"
-        f"{' default ' + r.def if r.def else ''}{' identity' if r.attidentity else ''}"
+        f"{' default ' + r.defn if r.defn else ''}{' identity' if r.attidentity else ''}"
         for r in columns
         if r.relname not in excluded
     ]
@@ -96,10 +96,10 @@ def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
         if r.relname not in excluded
     ]
     schema["constraints"] = [
-        f"{r.relname}.{r.conname} {r.def}{'' if r.convalidated else ' NOT VALIDATED'}"
+        f"{r.relname}.{r.conname} {r.defn}{'' if r.convalidated else ' NOT VALIDATED'}"
         for r in _rows(
             conn,
-            "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) AS def, o.convalidated"
+            "SELECT c.relname, o.conname, pg_get_constraintdef(o.oid) AS defn, o.convalidated"
             " FROM pg_constraint o JOIN pg_class c ON c.oid = o.conrelid"
             f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}",
         )
@@ -115,18 +115,18 @@ def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
         )
     ]
     schema["functions"] = [
-        r.def
+        r.defn
         for r in _rows(
             conn,
-            "SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p"
+            "SELECT pg_get_functiondef(p.oid) AS defn FROM pg_proc p"
             f" JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user} AND p.prokind IN ('f', 'p')",
         )
     ]
     schema["triggers"] = [
-        r.def
+        r.defn
         for r in _rows(
             conn,
-            "SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            "SELECT pg_get_triggerdef(t.oid) AS defn FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
             f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {user}",
         )
     ]
@@ -143,12 +143,12 @@ def _data(
     drawn = {
         (c.nspname, c.relname, c.attname)
         for c in columns
-        if c.attidentity or (c.def or "").startswith("nextval(")
+        if c.attidentity or (c.defn or "").startswith("nextval(")
     }
     timed = {
         (c.nspname, c.relname, c.attname)
         for c in columns
-        if c.def and any(word in c.type for word in _TIME_TYPES)
+        if c.defn and any(word in c.type for word in _TIME_TYPES)
     }
     # Foreign keys onto sequence-drawn columns: compare through the joined row.
     references = _rows(
@@ -180,8 +180,12 @@ def _data(
                 continue
             target = joins.get(key)
             if target is not None and value is not None:
-                match = next((r for r in raw.get(target[:2], []) if r.get(target[2]) == value), None)
-                value = {"→": stable(target[0], target[1], match)} if match is not None else {"→": None}
+                match = next(
+                    (r for r in raw.get(target[:2], []) if r.get(target[2]) == value), None
+                )
+                value = (
+                    {"→": stable(target[0], target[1], match)} if match is not None else {"→": None}
+                )
             kept[name] = value
         return kept
 
@@ -189,7 +193,9 @@ def _data(
     hashes: dict[str, str] = {}
     for (schema_name, table), rows in raw.items():
         label = f"{schema_name}.{table}"
-        serialised = sorted(json.dumps(stable(schema_name, table, r), sort_keys=True, default=str) for r in rows)
+        serialised = sorted(
+            json.dumps(stable(schema_name, table, r), sort_keys=True, default=str) for r in rows
+        )
         counts[label] = len(rows)
         hashes[label] = hashlib.sha256("\n".join(serialised).encode()).hexdigest()
     return counts, hashes

@@ -98,7 +98,10 @@ class Lease:
         announced = None
         while True:
             other, _ = run_with_retry(
-                self.db.engine, self._try_take, policy=self.policy, label="taking the migration lease"
+                self.db.engine,
+                self._try_take,
+                policy=self.policy,
+                label="taking the migration lease",
             )
             if other is None:
                 self._start_heartbeat()
@@ -133,7 +136,9 @@ class Lease:
             )
             return int(result.rowcount)
 
-        renewed, _ = run_with_retry(self.db.engine, work, policy=self.policy, label="renewing the migration lease")
+        renewed, _ = run_with_retry(
+            self.db.engine, work, policy=self.policy, label="renewing the migration lease"
+        )
         return renewed == 1
 
     def release(self) -> None:
@@ -157,7 +162,9 @@ class Lease:
                 label="releasing the migration lease",
             )
         except Exception as exc:  # the lease expires by itself
-            logger.warning("could not release the migration lease (%s); it expires in %.0fs", exc, self.ttl)
+            logger.warning(
+                "could not release the migration lease (%s); it expires in %.0fs", exc, self.ttl
+            )
 
     def check(self) -> None:
         """Raise if the heartbeat found the lease taken over (before starting a migration)."""

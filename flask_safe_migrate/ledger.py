@@ -107,7 +107,9 @@ def read_applied(conn: Connection, db: MigrationDatabase) -> dict[str, AppliedMi
 
 
 def read_one(conn: Connection, db: MigrationDatabase, version: str) -> AppliedMigration | None:
-    row = conn.execute(text(f"{_select(db)} WHERE version = :version"), {"version": version}).first()
+    row = conn.execute(
+        text(f"{_select(db)} WHERE version = :version"), {"version": version}
+    ).first()
     return AppliedMigration(*row) if row is not None else None
 
 

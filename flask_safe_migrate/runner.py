@@ -47,13 +47,13 @@ from .executor import Attempt
 from .executor import RetryPolicy
 from .executor import retry_call
 from .executor import run_with_retry
+from .lease import Lease
 from .ledger import AppliedMigration
 from .ledger import ensure_tables
 from .ledger import insert_row
 from .ledger import read_applied
 from .ledger import read_applied_raw
 from .ledger import read_one
-from .lease import Lease
 from .loader import Migration
 from .loader import discover
 from .log import logger
@@ -65,6 +65,9 @@ if t.TYPE_CHECKING:
     from .sqlsplit import Statement
 
 State = t.Literal["applied", "pending", "drift", "missing"]
+
+#: Send migration SQL exactly as written: no driver-side "%" parameter processing.
+_RAW = {"no_parameters": True}
 
 #: Largest lock_timeout the lock-retry schedule grows to (ms).
 LOCK_TIMEOUT_CEILING_MS = 10_000
@@ -142,7 +145,9 @@ def compute_status(migrations: list[Migration], applied: dict[str, AppliedMigrat
         else:
             state = "applied"
         items.append(
-            MigrationState(migration.version, migration.name, migration.checksum, state, migration, row)
+            MigrationState(
+                migration.version, migration.name, migration.checksum, state, migration, row
+            )
         )
     for row in by_number.values():
         items.append(MigrationState(row.version, row.name, row.checksum, "missing", None, row))
@@ -235,11 +240,15 @@ class Runner:
             try:
                 limit = int(to)
             except ValueError:
-                raise BadInputError(f"--to {to!r}: not a migration version (use e.g. 0004)") from None
+                raise BadInputError(
+                    f"--to {to!r}: not a migration version (use e.g. 0004)"
+                ) from None
             if limit not in known:
                 raise BadInputError(f"--to {to}: no migration has version {to}")
             pending = [m for m in pending if m.number <= limit]
-        applied_numbers = [item.number for item in status.items if item.state in ("applied", "missing")]
+        applied_numbers = [
+            item.number for item in status.items if item.state in ("applied", "missing")
+        ]
         highest = max(applied_numbers, default=None)
         if highest is not None and not out_of_order:
             late = [m for m in pending if m.number < highest]
@@ -287,13 +296,23 @@ class Runner:
         parsed = self._prepare(targets)
 
         engine = self.db.engine
-        run_with_retry(engine, lambda conn: ensure_tables(conn, self.db), policy=self.policy, label="creating the ledger")
+        run_with_retry(
+            engine,
+            lambda conn: ensure_tables(conn, self.db),
+            policy=self.policy,
+            label="creating the ledger",
+        )
         lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
         lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
         outcomes: list[Outcome] = []
         try:
             # Another instance may have applied some while we waited.
-            applied, _ = run_with_retry(engine, lambda conn: read_applied(conn, self.db), policy=self.policy, label="reading the migration ledger")
+            applied, _ = run_with_retry(
+                engine,
+                lambda conn: read_applied(conn, self.db),
+                policy=self.policy,
+                label="reading the migration ledger",
+            )
             targets = self._targets(compute_status(migrations, applied), to, out_of_order)
             for migration in targets:
                 lease.check()
@@ -306,7 +325,10 @@ class Runner:
         return outcomes
 
     def _apply(
-        self, migration: Migration, statements: list[Statement] | None, emit: t.Callable[[Event], None]
+        self,
+        migration: Migration,
+        statements: list[Statement] | None,
+        emit: t.Callable[[Event], None],
     ) -> Outcome:
         retries: list[str] = []
 
@@ -318,9 +340,13 @@ class Runner:
         started = time.monotonic()
         with migrating(f"{migration.version}_{migration.name}"):
             if migration.transactional:
-                state, attempts = self._apply_in_transaction(migration, statements, on_retry, started)
+                state, attempts = self._apply_in_transaction(
+                    migration, statements, on_retry, started
+                )
             else:
-                state, attempts = self._apply_without_transaction(migration, statements, on_retry, started, emit)
+                state, attempts = self._apply_without_transaction(
+                    migration, statements, on_retry, started, emit
+                )
         return Outcome(
             migration.version,
             migration.name,
@@ -350,7 +376,9 @@ class Runner:
             # and free its locks, instead of running on as an orphan.
             settings["client_connection_check_interval"] = "1000ms"
         for name, value in settings.items():
-            conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+            conn.execute(
+                text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+            )
 
     def _terminate_orphan(self, conn: Connection, pid: int, xid: str) -> None:
         """End a previous attempt's backend if it is still inside that attempt's transaction.
@@ -389,7 +417,9 @@ class Runner:
                 if previous["pid"] is not None:
                     self._terminate_orphan(conn, previous["pid"], previous["xid"])
                 _, pid, xid = conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key), pg_backend_pid(), CAST(pg_current_xact_id() AS text)"),
+                    text(
+                        "SELECT pg_advisory_xact_lock(:key), pg_backend_pid(), CAST(pg_current_xact_id() AS text)"
+                    ),
                     {"key": self.db.lock_key},
                 ).one()
                 previous["pid"], previous["xid"] = pid, xid
@@ -408,12 +438,15 @@ class Runner:
             if statements is not None:
                 for statement in statements:
                     current["statement"] = statement
-                    conn.exec_driver_sql(statement.sql)
+                    conn.exec_driver_sql(statement.sql, execution_options=_RAW)
                 current["statement"] = None
             else:
                 module = migration.load_module()
                 context = MigrationContext(
-                    version=migration.version, name=migration.name, dialect=self.db.backend, run=on_connection(conn)
+                    version=migration.version,
+                    name=migration.name,
+                    dialect=self.db.backend,
+                    run=on_connection(conn),
                 )
                 module.upgrade(context)
             insert_row(
@@ -435,7 +468,9 @@ class Runner:
                     "migration %s: lock_timeout (%s) expired; the lock was released and the"
                     " migration retries with lock_timeout %s",
                     migration.version,
-                    format_ms(lock_timeout_schedule(base_lock_timeout, previous["lock_failures"] - 1)),
+                    format_ms(
+                        lock_timeout_schedule(base_lock_timeout, previous["lock_failures"] - 1)
+                    ),
                     format_ms(lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])),
                 )
             on_retry(attempt)
@@ -466,7 +501,9 @@ class Runner:
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
         engine = self.db.engine
         total_attempts = 0
-        existing, _ = run_with_retry(engine, lambda conn: read_one(conn, self.db, migration.version), policy=self.policy)
+        existing, _ = run_with_retry(
+            engine, lambda conn: read_one(conn, self.db, migration.version), policy=self.policy
+        )
         if existing is not None:
             return "already_applied", 1
         if self.db.is_postgres and not self.dedicated_url:
@@ -479,7 +516,11 @@ class Runner:
             logger.warning("%s", message)
             emit(Event("warning", migration.version, migration.name, message))
 
-        def run_one(sql: str, params: t.Mapping[str, t.Any] | None = None, statement: Statement | None = None) -> Result[t.Any]:
+        def run_one(
+            sql: str,
+            params: t.Mapping[str, t.Any] | None = None,
+            statement: Statement | None = None,
+        ) -> Result[t.Any]:
             nonlocal total_attempts
 
             def work(conn: Connection) -> Result[t.Any]:
@@ -492,11 +533,13 @@ class Runner:
                     if statement_timeout is None:
                         statement_timeout = self.statement_timeout_ms
                     if statement_timeout is not None:
-                        conn.exec_driver_sql(f"SET statement_timeout = '{format_ms(statement_timeout)}'")
+                        conn.exec_driver_sql(
+                            f"SET statement_timeout = '{format_ms(statement_timeout)}'"
+                        )
                 if statement is not None and statement.node_type == "IndexStmt":
                     self._clear_invalid_index(conn, statement)
                 if statement is not None:
-                    result = conn.exec_driver_sql(sql)
+                    result = conn.exec_driver_sql(sql, execution_options=_RAW)
                 else:
                     result = conn.execute(text(sql), dict(params or {}))
                 # The connection closes after this attempt: keep the rows.
@@ -544,7 +587,9 @@ class Runner:
                 if_absent=True,
             )
 
-        run_with_retry(engine, record, policy=self.policy, label=f"recording migration {migration.version}")
+        run_with_retry(
+            engine, record, policy=self.policy, label=f"recording migration {migration.version}"
+        )
         return "applied", max(total_attempts, 1)
 
     def _clear_invalid_index(self, conn: Connection, statement: Statement) -> None:
@@ -582,12 +627,22 @@ class Runner:
                 break
             time.sleep(0.1)
         qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
-        logger.warning("dropping INVALID index %s left by an interrupted CREATE INDEX CONCURRENTLY", qualified)
+        logger.warning(
+            "dropping INVALID index %s left by an interrupted CREATE INDEX CONCURRENTLY", qualified
+        )
         conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
 
-    def _failure(self, migration: Migration, statement: Statement | None, exc: BaseException) -> MigrationError:
-        where = f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
-        what = f" at statement {statement.index + 1} ({statement.short()})" if statement is not None else ""
+    def _failure(
+        self, migration: Migration, statement: Statement | None, exc: BaseException
+    ) -> MigrationError:
+        where = (
+            f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
+        )
+        what = (
+            f" at statement {statement.index + 1} ({statement.short()})"
+            if statement is not None
+            else ""
+        )
         return MigrationError(
             f"{where}: migration {migration.version}_{migration.name} failed{what}: {first_line(exc)}."
             " It was rolled back; earlier migrations stay applied."

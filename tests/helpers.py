@@ -15,15 +15,21 @@ from flask_safe_migrate import SafeMigrate
 from flask_safe_migrate.fingerprint import Fingerprint
 from flask_safe_migrate.fingerprint import take
 
-EXAMPLE_MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "example_app", "migrations")
+EXAMPLE_MIGRATIONS = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "example_app", "migrations"
+)
 LEDGER_TABLES = ("safe_migrate_ledger", "safe_migrate_ledger_lease")
 
 
-def make_app(url: str, directory: str | os.PathLike[str], **config: t.Any) -> tuple[Flask, SafeMigrate]:
+def make_app(
+    url: str, directory: str | os.PathLike[str], **config: t.Any
+) -> tuple[Flask, SafeMigrate]:
     """A minimal Flask + Flask-SQLAlchemy app bound to ``url`` and ``directory``."""
     app = Flask("sm_test_app")
     app.config["SQLALCHEMY_DATABASE_URI"] = url
-    app.config.update({"SAFE_MIGRATE_BACKOFF_BASE": 0.05, "SAFE_MIGRATE_BACKOFF_CAP": 0.5, **config})
+    app.config.update(
+        {"SAFE_MIGRATE_BACKOFF_BASE": 0.05, "SAFE_MIGRATE_BACKOFF_CAP": 0.5, **config}
+    )
     db = SQLAlchemy(app)
     ext = SafeMigrate(app, db, directory=directory)
     return app, ext
@@ -47,7 +53,12 @@ def ledger(url: str) -> list[tuple[str, int]]:
     engine = sa.create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql("SELECT version, attempts FROM safe_migrate_ledger ORDER BY version")]
+            return [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    "SELECT version, attempts FROM safe_migrate_ledger ORDER BY version"
+                )
+            ]
     finally:
         engine.dispose()
 
@@ -65,6 +76,6 @@ def scalar(url: str, sql: str) -> t.Any:
     engine = sa.create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return conn.exec_driver_sql(sql).scalar()
+            return conn.exec_driver_sql(sql, execution_options={"no_parameters": True}).scalar()
     finally:
         engine.dispose()

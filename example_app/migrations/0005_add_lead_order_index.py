@@ -3,6 +3,9 @@
 A Python migration: use one when the SQL needs parameters or logic. ``m.execute``
 and ``m.scalar`` take SQLAlchemy ``text()`` SQL with named parameters
 (``:gap``) and run in this migration's transaction (no ``transaction = False``).
+Never use ``db.session`` or the models here: the session runs on another
+connection, outside this transaction, and the models describe the final schema,
+not the schema at this step.
 """
 
 #: Distance between neighbouring cards, so a card dropped between two others gets

@@ -1,0 +1,79 @@
+"""Auto-migrate at boot: runs in init_app, one query when nothing is pending, guarded."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from flask_safe_migrate import MigrationError
+from flask_safe_migrate.boot import skip_reason
+from flask_safe_migrate.faults import FaultProxy
+from tests.helpers import ledger
+from tests.helpers import make_app
+from tests.helpers import scalar
+from tests.helpers import write_migrations
+from tests.test_runner import BASIC
+
+
+def test_auto_migrate_applies_during_init_app(pg_url, tmp_path) -> None:
+    make_app(pg_url, write_migrations(tmp_path / "m", BASIC), SAFE_MIGRATE_AUTO_MIGRATE=True)
+    assert [v for v, _ in ledger(pg_url)] == ["0001", "0002", "0003"]
+    # Its own NullPool engine was disposed: no migration connection stays open.
+    leftovers = scalar(
+        pg_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'flask-safe-migrate%' AND pid <> pg_backend_pid()",
+    )
+    assert leftovers == 0
+
+
+def test_boot_with_nothing_pending_costs_one_statement(pg_url, tmp_path) -> None:
+    directory = write_migrations(tmp_path / "m", BASIC)
+    make_app(pg_url, directory, SAFE_MIGRATE_AUTO_MIGRATE=True)
+    executed: list[str] = []
+    listener = lambda conn, cursor, statement, *rest: executed.append(statement)  # noqa: E731
+    event.listen(sa.engine.Engine, "before_cursor_execute", listener)
+    try:
+        with FaultProxy.for_url(pg_url) as proxy:
+            make_app(proxy.url(pg_url), directory, SAFE_MIGRATE_AUTO_MIGRATE=True)
+            on_the_wire = [e.detail for e in proxy.events if e.kind == "query"]
+    finally:
+        event.remove(sa.engine.Engine, "before_cursor_execute", listener)
+    # One query reached the server, and no SQLAlchemy engine ran anything.
+    assert len(on_the_wire) == 1, on_the_wire
+    assert executed == []
+
+
+def test_failure_at_boot_raises_by_default_and_can_be_logged(pg_url, tmp_path, caplog) -> None:
+    directory = write_migrations(tmp_path / "m", {"0001_bad.sql": "SELECT * FROM nope;\n"})
+    with pytest.raises(MigrationError, match="0001_bad"):
+        make_app(pg_url, directory, SAFE_MIGRATE_AUTO_MIGRATE=True)
+    app, _ = make_app(
+        pg_url, directory, SAFE_MIGRATE_AUTO_MIGRATE=True, SAFE_MIGRATE_AUTO_MIGRATE_ON_ERROR="log"
+    )
+    assert app is not None
+    assert "auto-migrate failed; the app starts anyway" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "skipped"),
+    [
+        (["flask", "safe-migrate", "run"], {}, True),
+        (["flask", "--app", "x", "safe-migrate", "status"], {}, True),
+        (["flask", "run", "--debug"], {}, True),
+        (["flask", "run", "--debug"], {"WERKZEUG_RUN_MAIN": "true"}, False),
+        (["flask", "run", "--debug", "--no-reload"], {}, False),
+        (["flask", "run"], {"FLASK_DEBUG": "1"}, True),
+        (["flask", "run"], {}, False),
+        (["gunicorn", "app:app"], {}, False),
+        (["gunicorn", "app:app"], {"SAFE_MIGRATE_SKIP_AUTO_MIGRATE": "1"}, True),
+    ],
+)
+def test_skip_rules(argv, environ, skipped) -> None:
+    assert (skip_reason("safe-migrate", argv, environ) is not None) is skipped
+
+
+def test_not_run_when_the_process_is_a_safe_migrate_command(pg_url, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("sys.argv", ["flask", "safe-migrate", "status"])
+    make_app(pg_url, write_migrations(tmp_path / "m", BASIC), SAFE_MIGRATE_AUTO_MIGRATE=True)
+    assert scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger')") is None

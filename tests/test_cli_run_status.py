@@ -1,0 +1,114 @@
+"""`flask safe-migrate run` and `status`: output, JSON, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from tests.helpers import make_app
+from tests.helpers import write_migrations
+from tests.test_runner import BASIC
+
+
+def invoke(app, *args: str):
+    return app.test_cli_runner().invoke(args=["safe-migrate", *args])
+
+
+def test_run_prints_a_line_per_migration_and_a_summary(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    result = invoke(app, "run")
+    assert result.exit_code == 0, result.output
+    assert "0001_create_leads applied in" in result.output
+    assert "0003_index_email applied in" in result.output
+    assert "Done: 3 applied" in result.output
+    again = invoke(app, "run")
+    assert again.exit_code == 0 and "Nothing to apply" in again.output
+
+
+def test_run_json_is_one_document_with_the_shared_keys(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    result = invoke(app, "run", "--json")
+    document = json.loads(result.stdout)
+    assert document["schema_version"] == 1 and document["ok"] is True
+    first = document["migrations"][0]
+    assert set(first) >= {"version", "name", "checksum", "state", "attempts", "duration_ms"}
+    assert first["version"] == "0001" and first["state"] == "applied"
+
+
+def test_status_and_check_gate(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    pending = invoke(app, "status", "--check")
+    assert pending.exit_code == 1
+    assert "⏳ 0001 create_leads" in pending.output and "0 applied, 3 pending" in pending.output
+    invoke(app, "run")
+    clean = invoke(app, "status", "--check", "--json")
+    assert clean.exit_code == 0
+    document = json.loads(clean.stdout)
+    assert document["counts"] == {"applied": 3, "pending": 0, "drift": 0, "missing": 0}
+    assert {m["state"] for m in document["migrations"]} == {"applied"}
+    assert document["migrations"][0]["attempts"] == 1
+
+
+def test_failures_are_messages_with_exit_codes_not_tracebacks(pg_url, tmp_path) -> None:
+    files = {"0001_broken.sql": "CREATE TABLE t (a int);\nSELECT * FROM nope;\n"}
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    result = invoke(app, "run")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert (
+        "0001_broken.sql:2" in result.stderr and 'relation "nope" does not exist' in result.stderr
+    )
+    as_json = json.loads(invoke(app, "run", "--json").stdout)
+    assert as_json["ok"] is False and as_json["error"]["type"] == "MigrationError"
+    assert as_json["error"]["version"] == "0001"
+    with_traceback = invoke(app, "run", "--traceback")
+    assert "Traceback" in with_traceback.stderr
+
+
+def test_bad_migration_file_name_exits_2(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", {"0004_Foo.SQL": "select 1;"}))
+    result = invoke(app, "run")
+    assert result.exit_code == 2
+    assert "0004_Foo.SQL" in result.stderr
+
+
+def test_missing_directory_exits_2(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, tmp_path / "nowhere")
+    result = invoke(app, "status")
+    assert result.exit_code == 2 and "nowhere" in result.stderr
+
+
+def test_alembic_directory_points_to_adoption(pg_url, tmp_path) -> None:
+    directory = write_migrations(tmp_path / "migrations", {"env.py": "", "alembic.ini": ""})
+    app, _ = make_app(pg_url, directory)
+    result = invoke(app, "run")
+    assert result.exit_code == 2 and "baseline" in result.stderr
+
+
+def test_unreachable_database_is_an_error_without_password_or_traceback(tmp_path) -> None:
+    from tests.infra.procs import free_port
+
+    secret = "pw-never-printed-123"
+    url = f"postgresql+psycopg2://app:{secret}@127.0.0.1:{free_port()}/db"
+    app, _ = make_app(url, write_migrations(tmp_path / "m", BASIC), SAFE_MIGRATE_MAX_ATTEMPTS=2)
+    for args in (("run",), ("status",), ("run", "--traceback")):
+        result = invoke(app, *args)
+        assert result.exit_code == 1
+        assert secret not in result.output
+        assert "refused" in result.output
+    assert "Traceback" not in invoke(app, "run").output
+
+
+def test_bad_password_fails_at_once_without_printing_it(pgb_url, tmp_path) -> None:
+    bad = (
+        sa.engine.make_url(pgb_url)
+        .set(password="not-the-password-xyz")
+        .render_as_string(hide_password=False)
+    )
+    app, _ = make_app(bad, write_migrations(tmp_path / "m", BASIC))
+    result = invoke(app, "run")
+    assert result.exit_code == 1
+    assert "authentication failed" in result.output
+    assert "not-the-password-xyz" not in result.output
+    assert "attempt 2" not in result.output

@@ -1,0 +1,255 @@
+"""The runner's contract on a real Postgres: apply, status, drift, order, failures, guards."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.pool import NullPool
+
+from flask_safe_migrate import ChecksumDriftError
+from flask_safe_migrate import MigrationError
+from flask_safe_migrate import MigrationSourceError
+from flask_safe_migrate import OutOfOrderError
+from flask_safe_migrate.faults import FaultProxy
+from tests.helpers import ledger
+from tests.helpers import make_app
+from tests.helpers import scalar
+from tests.helpers import write_migrations
+
+BASIC = {
+    "0001_create_leads.sql": "-- leads\nCREATE TABLE leads (id serial PRIMARY KEY, email text NOT NULL);\n"
+    "INSERT INTO leads (email) VALUES ('a@example.com'), ('b@example.com');\n"
+    "DELETE FROM leads WHERE email LIKE '%@spam.example';\n",
+    "0002_add_score.py": "def upgrade(m):\n"
+    "    m.execute('ALTER TABLE leads ADD COLUMN score int')\n"
+    "    m.execute('UPDATE leads SET score = :s', {'s': 7})\n",
+    "0003_index_email.sql": "-- safe-migrate: no-transaction\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS leads_email_idx ON leads (email);\n",
+}
+
+
+def test_run_applies_everything_once_and_records_the_ledger(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    outcomes = ext.upgrade(app)
+    assert [(o.version, o.state, o.attempts) for o in outcomes] == [
+        ("0001", "applied", 1),
+        ("0002", "applied", 1),
+        ("0003", "applied", 1),
+    ]
+    assert ledger(pg_url) == [("0001", 1), ("0002", 1), ("0003", 1)]
+    assert scalar(pg_url, "SELECT sum(score) FROM leads") == 14
+    assert scalar(
+        pg_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'leads_email_idx'::regclass"
+    )
+    assert ext.upgrade(app) == []
+    assert ext.pending(app) == []
+    row = scalar(pg_url, "SELECT applied_by FROM safe_migrate_ledger WHERE version = '0001'")
+    assert ":" in row  # host:pid
+
+
+def test_nothing_pending_costs_one_statement_on_the_wire(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    ext.upgrade(app)
+    with FaultProxy.for_url(pg_url) as proxy:
+        app2, ext2 = make_app(proxy.url(pg_url), tmp_path / "m")
+        assert ext2.upgrade(app2) == []
+        queries = [e.detail for e in proxy.events if e.kind == "query"]
+    assert len(queries) == 1, queries
+    assert queries[0].startswith("SELECT version, name, checksum")
+
+
+def test_status_reports_applied_pending_drift_and_missing(pg_url, tmp_path) -> None:
+    directory = write_migrations(tmp_path / "m", BASIC)
+    app, ext = make_app(pg_url, directory)
+    ext.upgrade(app, to="0002")
+    status = ext.status(app)
+    assert [(i.version, i.state) for i in status.items] == [
+        ("0001", "applied"),
+        ("0002", "applied"),
+        ("0003", "pending"),
+    ]
+    (tmp_path / "m" / "0002_add_score.py").write_text(BASIC["0002_add_score.py"] + "# edited\n")
+    (tmp_path / "m" / "0001_create_leads.sql").unlink()
+    states = {i.version: i.state for i in ext.status(app).items}
+    assert states == {"0001": "missing", "0002": "drift", "0003": "pending"}
+    assert not ext.status(app).clean
+
+
+def test_checksum_drift_refuses_to_apply_anything(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    ext.upgrade(app, to="0001")
+    (tmp_path / "m" / "0001_create_leads.sql").write_text(
+        BASIC["0001_create_leads.sql"] + "-- tweak\n"
+    )
+    with pytest.raises(ChecksumDriftError) as info:
+        ext.upgrade(app)
+    assert "0001_create_leads.sql" in str(info.value) and "repair 0001" in str(info.value)
+    assert ledger(pg_url) == [("0001", 1)]
+
+
+def test_checksum_ignores_bom_and_crlf(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    ext.upgrade(app)
+    path = tmp_path / "m" / "0001_create_leads.sql"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert ext.status(app).clean
+
+
+def test_late_merged_version_needs_out_of_order(pg_url, tmp_path) -> None:
+    files = {k: v for k, v in BASIC.items() if not k.startswith("0002")}
+    directory = write_migrations(tmp_path / "m", files)
+    app, ext = make_app(pg_url, directory)
+    ext.upgrade(app)
+    write_migrations(directory, {"0002_add_score.py": BASIC["0002_add_score.py"]})
+    with pytest.raises(OutOfOrderError, match="--out-of-order"):
+        ext.upgrade(app)
+    outcomes = ext.upgrade(app, out_of_order=True)
+    assert [o.version for o in outcomes] == ["0002"]
+
+
+def test_to_is_inclusive_and_must_exist(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    assert [o.version for o in ext.upgrade(app, to="2")] == ["0001", "0002"]
+    from flask_safe_migrate import BadInputError
+
+    with pytest.raises(BadInputError, match="no migration has version 0042"):
+        ext.upgrade(app, to="0042")
+
+
+def test_a_failing_statement_is_named_rolled_back_and_stops_the_run(pg_url, tmp_path) -> None:
+    files = dict(BASIC)
+    files["0002_add_score.py"] = (
+        "def upgrade(m):\n    m.execute('ALTER TABLE leads ADD COLUMN score int')\n"
+    )
+    files["0003_broken.sql"] = "CREATE TABLE half (id int);\nINSERT INTO nope VALUES (1);\n"
+    files.pop("0003_index_email.sql")
+    files["0004_never.sql"] = "CREATE TABLE never (id int);\n"
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    with pytest.raises(MigrationError) as info:
+        ext.upgrade(app)
+    message = str(info.value)
+    assert "0003_broken.sql:2" in message and "statement 2" in message
+    assert 'relation "nope" does not exist' in message and "rolled back" in message
+    assert ledger(pg_url) == [("0001", 1), ("0002", 1)]
+    assert scalar(pg_url, "SELECT to_regclass('half')") is None  # the whole migration rolled back
+    assert scalar(pg_url, "SELECT to_regclass('never')") is None
+
+
+def test_bad_files_fail_before_the_database_is_touched(pg_url, tmp_path) -> None:
+    files = dict(BASIC)
+    files["0004_bad.sql"] = "CREATE TABLE ok (id int);\nCREAT TABLE typo (id int);\n"
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    with pytest.raises(MigrationSourceError, match="0004_bad.sql"):
+        ext.upgrade(app)
+    assert scalar(pg_url, "SELECT to_regclass('leads')") is None
+    (tmp_path / "m" / "0004_bad.sql").unlink()
+    (tmp_path / "m" / "4-bad.sql").write_text("select 1;")
+    with pytest.raises(MigrationSourceError, match="4-bad.sql"):
+        ext.upgrade(app)
+
+
+def test_non_idempotent_no_transaction_statement_is_refused(pg_url, tmp_path) -> None:
+    files = {
+        "0001_t.sql": "CREATE TABLE t (a int);\n",
+        "0002_idx.sql": "-- safe-migrate: no-transaction\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n",
+    }
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    with pytest.raises(MigrationSourceError, match="IF NOT EXISTS"):
+        ext.upgrade(app)
+    assert scalar(pg_url, "SELECT to_regclass('t')") is None
+
+
+def test_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt(pg_url, tmp_path) -> None:
+    engine = sa.create_engine(pg_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (1)")
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.exec_driver_sql("CREATE UNIQUE INDEX CONCURRENTLY t_a_key ON t (a)")
+        conn.exec_driver_sql("DELETE FROM t WHERE ctid = (SELECT max(ctid) FROM t)")
+        assert (
+            conn.exec_driver_sql(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a_key'::regclass"
+            ).scalar()
+            is False
+        )
+    engine.dispose()
+    files = {
+        "0001_idx.sql": "-- safe-migrate: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a_key ON t (a);\n"
+    }
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    ext.upgrade(app)
+    assert (
+        scalar(pg_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a_key'::regclass")
+        is True
+    )
+
+
+def test_db_session_inside_a_migration_is_refused_but_requests_still_work(pg_url, tmp_path) -> None:
+    files = {
+        "0001_t.sql": "CREATE TABLE t (a int);\n",
+        "0002_uses_session.py": "from flask import current_app\n\n"
+        "def upgrade(m):\n"
+        "    db = current_app.extensions['sqlalchemy']\n"
+        "    db.session.execute(__import__('sqlalchemy').text('INSERT INTO t VALUES (1)'))\n",
+    }
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    db: SQLAlchemy = app.extensions["sqlalchemy"]
+    with pytest.raises(MigrationError) as info:
+        with app.app_context():
+            ext.upgrade(app)
+    assert "0002_uses_session" in str(info.value) and "use m.execute" in str(info.value)
+    assert ledger(pg_url) == [("0001", 1)]
+    # Another thread (a request) uses the session while a migration runs: unaffected.
+    results: list[int] = []
+
+    def request() -> None:
+        with app.app_context():
+            results.append(db.session.execute(sa.text("SELECT 42")).scalar_one())
+            db.session.remove()
+
+    from flask_safe_migrate.context import migrating
+
+    with migrating("0009_demo"):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    assert results == [42]
+
+
+def test_bind_migrations_come_from_their_own_directory(pg_url, pg_server, tmp_path) -> None:
+    other = pg_server.create_database()
+    try:
+        directory = write_migrations(
+            tmp_path / "m", {"0001_main.sql": "CREATE TABLE main_t (a int);\n"}
+        )
+        write_migrations(
+            tmp_path / "m" / "audit", {"0001_audit.sql": "CREATE TABLE audit_t (a int);\n"}
+        )
+        app, ext = make_app(pg_url, directory, SQLALCHEMY_BINDS={"audit": pg_server.url_for(other)})
+        assert [o.version for o in ext.upgrade(app, bind="audit")] == ["0001"]
+        assert scalar(pg_server.url_for(other), "SELECT to_regclass('audit_t') IS NOT NULL")
+        assert scalar(pg_url, "SELECT to_regclass('audit_t')") is None
+        assert [m.name for m in ext.pending(app)] == ["main"]
+    finally:
+        pg_server.drop_database(other)
+
+
+def test_sqlite_runs_the_same_contract_with_transactional_ddl(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/app.db"
+    files = {
+        "0001_users.sql": "CREATE TABLE users (id integer PRIMARY KEY, email text);\nINSERT INTO users (email) VALUES ('a');\n",
+        "0002_broken.sql": "CREATE TABLE half (id integer);\nINSERT INTO missing VALUES (1);\n",
+    }
+    app, ext = make_app(url, write_migrations(tmp_path / "m", files))
+    with pytest.raises(MigrationError, match="no such table: missing"):
+        ext.upgrade(app)
+    assert (
+        scalar(url, "SELECT count(*) FROM sqlite_master WHERE name = 'half'") == 0
+    )  # DDL rolled back
+    assert ledger(url) == [("0001", 1)]
+    (tmp_path / "m" / "0002_broken.sql").write_text("CREATE TABLE half (id integer);\n")
+    assert [o.version for o in ext.upgrade(app)] == ["0002"]
+    assert ext.status(app).clean
