@@ -166,7 +166,8 @@ def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
     """
     if base_ms == 0:
         return 0
-    return min(base_ms * 2 ** (lock_failures // 2), max(base_ms, LOCK_TIMEOUT_CEILING_MS))
+    grown: int = base_ms * 2 ** (lock_failures // 2)
+    return min(grown, max(base_ms, LOCK_TIMEOUT_CEILING_MS))
 
 
 class Runner:
