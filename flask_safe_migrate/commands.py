@@ -30,6 +30,15 @@ def _relative(path: str) -> str:
         return path
 
 
+def _when(value: t.Any) -> str | None:
+    """A ledger timestamp as ISO 8601 (seconds), whatever the backend returned."""
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return str(value.replace(microsecond=0).isoformat(sep=" "))
+    return str(value).split(".")[0]
+
+
 def outcome_document(outcome: Outcome) -> dict[str, t.Any]:
     return {
         "version": outcome.version,
@@ -52,7 +61,7 @@ def state_document(item: MigrationState) -> dict[str, t.Any]:
         "state": item.state,
         "attempts": row.attempts if row else None,
         "duration_ms": row.duration_ms if row else None,
-        "applied_at": row.applied_at if row else None,
+        "applied_at": _when(row.applied_at) if row else None,
         "applied_by": row.applied_by if row else None,
         "ledger_checksum": row.checksum if row else None,
         "path": _relative(str(item.migration.path)) if item.migration else None,
@@ -153,7 +162,7 @@ def status_command(bind: str | None, check: bool, as_json: bool) -> None:
             row = item.applied
             if item.state == "applied" and row is not None:
                 tries = "attempt" if row.attempts == 1 else "attempts"
-                detail = f"applied {row.applied_at} ({row.duration_ms} ms, {row.attempts} {tries})"
+                detail = f"applied {_when(row.applied_at)} ({row.duration_ms} ms, {row.attempts} {tries})"
             elif item.state == "drift":
                 detail = "drift: edited after it was applied (restore it, or `repair`)"
             elif item.state == "missing":

@@ -155,6 +155,20 @@ def compute_status(migrations: list[Migration], applied: dict[str, AppliedMigrat
     return Status(tuple(items))
 
 
+def _is_direct(conn: Connection) -> bool:
+    """True when ``conn`` talks to Postgres itself, not through a pooler.
+
+    Postgres sends its real process id at connect time; PgBouncer,
+    Supavisor and RDS Proxy send a key of their own. So the pid the driver
+    was given equals ``pg_backend_pid()`` only on a direct connection.
+    """
+    from .executor import backend_pid
+
+    told = backend_pid(conn)
+    actual = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    return told is not None and told == actual
+
+
 def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
     """``lock_timeout`` for the next attempt after ``lock_failures`` lock timeouts.
 
@@ -507,15 +521,24 @@ class Runner:
         )
         if existing is not None:
             return "already_applied", 1
-        if self.db.is_postgres and not self.dedicated_url:
-            message = (
-                f"migration {migration.version} runs outside a transaction without lock_timeout or"
-                " statement_timeout: through a transaction pooler, session settings would leak to"
-                " other clients. Set SAFE_MIGRATE_DATABASE_URI to a direct or session-mode URL to"
-                " run it with timeouts."
-            )
-            logger.warning("%s", message)
-            emit(Event("warning", migration.version, migration.name, message))
+        warned = False
+
+        def session_settings_safe(conn: Connection) -> bool:
+            """Whether ``SET`` on this connection stays with us (not a transaction pooler)."""
+            nonlocal warned
+            if self.dedicated_url or _is_direct(conn):
+                return True
+            if not warned:
+                warned = True
+                message = (
+                    f"migration {migration.version} runs outside a transaction without lock_timeout"
+                    " or statement_timeout: through a pooler, session settings would leak to other"
+                    " clients. Set SAFE_MIGRATE_DATABASE_URI to a direct or session-mode URL to run"
+                    " it with timeouts."
+                )
+                logger.warning("%s", message)
+                emit(Event("warning", migration.version, migration.name, message))
+            return False
 
         def run_one(
             sql: str,
@@ -525,7 +548,7 @@ class Runner:
             nonlocal total_attempts
 
             def work(conn: Connection) -> Result[t.Any]:
-                if self.db.is_postgres and self.dedicated_url:
+                if self.db.is_postgres and session_settings_safe(conn):
                     lock_timeout = migration.lock_timeout_ms
                     if lock_timeout is None:
                         lock_timeout = self.lock_timeout_ms

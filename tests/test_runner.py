@@ -253,3 +253,30 @@ def test_sqlite_runs_the_same_contract_with_transactional_ddl(tmp_path) -> None:
     (tmp_path / "m" / "0002_broken.sql").write_text("CREATE TABLE half (id integer);\n")
     assert [o.version for o in ext.upgrade(app)] == ["0002"]
     assert ext.status(app).clean
+
+
+NO_TX_PROBE = {
+    "0001_probe.py": "transaction = False\n\n"
+    "def upgrade(m):\n"
+    "    m.execute('CREATE TABLE IF NOT EXISTS seen (v text)')\n"
+    "    m.execute('INSERT INTO seen VALUES (:v)', {'v': m.scalar('SHOW lock_timeout')})\n",
+}
+
+
+def test_no_transaction_statements_get_timeouts_on_a_direct_connection(pg_url, tmp_path) -> None:
+    events = []
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms")
+    ext.upgrade(app, on_event=events.append)
+    assert scalar(pg_url, "SELECT v FROM seen") == "1500ms"
+    assert not [e for e in events if e.kind == "warning"]
+
+
+def test_no_transaction_through_a_pooler_warns_and_sets_nothing(pgb_url, tmp_path) -> None:
+    events = []
+    app, ext = make_app(pgb_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms")
+    ext.upgrade(app, on_event=events.append)
+    warnings = [e.detail for e in events if e.kind == "warning"]
+    assert len(warnings) == 1 and "SAFE_MIGRATE_DATABASE_URI" in warnings[0]
+    # Nothing leaked into the pooler's shared server connections.
+    assert scalar(pgb_url, "SHOW lock_timeout") == "0"
+    assert scalar(pgb_url, "SELECT v FROM seen") == "0"
