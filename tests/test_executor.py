@@ -307,3 +307,36 @@ def test_exhausted_error_and_logs_never_show_the_password(caplog) -> None:
     assert secret not in str(info.value)
     assert secret not in caplog.text
     assert secret not in repr(engine)
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_both_drivers_retry_a_dropped_connection_on_a_new_backend(pg_url, proxy, driver) -> None:
+    _create_hits(pg_url)
+    url = sa.engine.make_url(proxy.url(pg_url)).set(drivername=f"postgresql+{driver}")
+    engine = create_migration_engine(url.render_as_string(hide_password=False))
+    proxy.add_cut(Cut("after_query", match=r"insert into hits"))
+    pid, attempts = run_with_retry(engine, _pid_and_insert, policy=FAST)
+    assert len(attempts) == 2 and attempts[0].transience is Transience.DISCONNECT
+    assert attempts[0].backend_pid != attempts[1].backend_pid
+    assert _hits(pg_url) == [pid]
+    if driver == "psycopg":
+        # PgBouncer before 1.21 breaks on prepared statements: never prepare.
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection.prepare_threshold is None
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_both_drivers_fail_a_syntax_error_at_once(pg_url, driver) -> None:
+    url = sa.engine.make_url(pg_url).set(drivername=f"postgresql+{driver}")
+    engine = create_migration_engine(url.render_as_string(hide_password=False))
+    slept: list[float] = []
+    with pytest.raises(sa.exc.ProgrammingError):
+        execute_with_retry(engine, "selec 1", policy=RetryPolicy(sleep=slept.append))
+    assert slept == []
+
+
+def test_bare_postgresql_urls_pick_an_installed_driver() -> None:
+    from flask_safe_migrate.urls import normalize_url
+
+    assert normalize_url("postgres://u:pw1234@h/d").drivername == "postgresql+psycopg"
+    assert normalize_url("postgresql+psycopg2://u@h/d").drivername == "postgresql+psycopg2"
