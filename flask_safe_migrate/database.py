@@ -91,6 +91,12 @@ class MigrationDatabase:
         digest = hashlib.sha256(f"{self.ledger_schema or ''}.{self.ledger_table}".encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
+    @property
+    def create_lock_key(self) -> int:
+        """A second key, for creating the ledger tables (never held while migrating)."""
+        digest = hashlib.sha256(f"{self.ledger_schema or ''}.{self.ledger_table}/create".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
     def raw_connect(self) -> t.Any:
         """A plain driver connection in autocommit: no SQLAlchemy set-up queries, no BEGIN."""
         if self.backend == "sqlite":

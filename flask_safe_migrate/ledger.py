@@ -70,7 +70,7 @@ def ensure_tables(conn: Connection, db: MigrationDatabase) -> None:
     transaction even through a transaction pooler).
     """
     if db.is_postgres:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": db.lock_key})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": db.create_lock_key})
     for statement in create_statements(db):
         conn.exec_driver_sql(statement)
 
@@ -86,15 +86,15 @@ def _is_missing_table(exc: BaseException) -> bool:
     return "no such table" in str(exc)
 
 
-def read_applied_raw(raw_conn: t.Any, db: MigrationDatabase) -> dict[str, AppliedMigration]:
-    """All ledger rows, with one query on a raw driver connection; ``{}`` if no ledger yet."""
+def read_applied_raw(raw_conn: t.Any, db: MigrationDatabase) -> dict[str, AppliedMigration] | None:
+    """All ledger rows, with one query on a raw driver connection; ``None`` if no ledger yet."""
     cursor = raw_conn.cursor()
     try:
         cursor.execute(_select(db))
         rows = cursor.fetchall()
     except Exception as exc:
         if _is_missing_table(exc):
-            return {}
+            return None
         raise
     finally:
         cursor.close()

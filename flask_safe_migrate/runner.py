@@ -216,8 +216,12 @@ class Runner:
 
     def read_applied(self) -> dict[str, AppliedMigration]:
         """The ledger, in one query on a raw connection (retried like everything else)."""
+        return self._read_ledger() or {}
 
-        def attempt(_: int) -> dict[str, AppliedMigration]:
+    def _read_ledger(self) -> dict[str, AppliedMigration] | None:
+        """Like :meth:`read_applied`, but ``None`` when the ledger does not exist yet."""
+
+        def attempt(_: int) -> dict[str, AppliedMigration] | None:
             conn = self.db.raw_connect()
             try:
                 return read_applied_raw(conn, self.db)
@@ -304,19 +308,21 @@ class Runner:
         """
         emit = on_event or (lambda event: None)
         migrations = self.migrations()
-        status = compute_status(migrations, self.read_applied())
+        ledger = self._read_ledger()
+        status = compute_status(migrations, ledger or {})
         targets = self._targets(status, to, out_of_order)
         if not targets:
             return []
         parsed = self._prepare(targets)
 
         engine = self.db.engine
-        run_with_retry(
-            engine,
-            lambda conn: ensure_tables(conn, self.db),
-            policy=self.policy,
-            label="creating the ledger",
-        )
+        if ledger is None:
+            run_with_retry(
+                engine,
+                lambda conn: ensure_tables(conn, self.db),
+                policy=self.policy,
+                label="creating the ledger",
+            )
         lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
         lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
         outcomes: list[Outcome] = []
