@@ -50,7 +50,12 @@ def _admin(url: str, sql: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(
+            "BENCH_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -87,10 +92,20 @@ def main() -> None:
             os.makedirs(module_dir)
             with open(os.path.join(module_dir, "benchapp.py"), "w") as fh:
                 fh.write(APP_MODULE)
-            env = {**os.environ, "BENCH_URL": url, "BENCH_DIR": directory, "PYTHONPATH": module_dir + os.pathsep + ROOT}
+            env = {
+                **os.environ,
+                "BENCH_URL": url,
+                "BENCH_DIR": directory,
+                "PYTHONPATH": module_dir + os.pathsep + ROOT,
+            }
             for _ in range(3):
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "flask", "--app", "benchapp", "safe-migrate", "run"], env=env, check=True, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "flask", "--app", "benchapp", "safe-migrate", "run"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
                 processes.append(time.perf_counter() - started)
         finally:
             _admin(args.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -51,6 +51,8 @@ _PERMANENT = re.compile(
             r"SSL required",
             r"SSL connection is required",
             r"server does not support SSL",
+            r"over a non-SSL connection",
+            r"SSL is not enabled on the server",
             r"\((?:ENOTFOUND|EWRONGPASSWORD|EJITUNAUTHORIZED|EBANNED|EADDRNOTALLOWED|"
             r"EINVALIDUSERINFO|ENOIDENTIFIER|ESSLREQUIRED)\)",
         ]

@@ -94,7 +94,9 @@ class MigrationDatabase:
     @property
     def create_lock_key(self) -> int:
         """A second key, for creating the ledger tables (never held while migrating)."""
-        digest = hashlib.sha256(f"{self.ledger_schema or ''}.{self.ledger_table}/create".encode()).digest()
+        digest = hashlib.sha256(
+            f"{self.ledger_schema or ''}.{self.ledger_table}/create".encode()
+        ).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
     def raw_connect(self) -> t.Any:

@@ -457,6 +457,10 @@ class Runner:
                         version=migration.version,
                         path=str(migration.path),
                     )
+                # Our own earlier attempt committed it if it failed after
+                # writing this very row: report it as applied by this run.
+                if previous["attempt"] > 1 and existing.applied_by == self.holder:
+                    return "applied"
                 return "already_applied"
             if statements is not None:
                 for statement in statements:

@@ -48,6 +48,11 @@ from flask_safe_migrate.classify import classify
         ("FATAL:  (ENOTFOUND) Tenant or user not found", None),
         ('FATAL:  (EWRONGPASSWORD) password authentication failed for user "app"', None),
         ('syntax error at or near "SELEC"', None),
+        (
+            'connection to server at "127.0.0.1", port 5432 failed: server offered'
+            " SCRAM-SHA-256-PLUS authentication over a non-SSL connection",
+            None,
+        ),
     ],
 )
 def test_message_table_for_errors_without_sqlstate(

@@ -265,7 +265,9 @@ NO_TX_PROBE = {
 
 def test_no_transaction_statements_get_timeouts_on_a_direct_connection(pg_url, tmp_path) -> None:
     events = []
-    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms")
+    app, ext = make_app(
+        pg_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms"
+    )
     ext.upgrade(app, on_event=events.append)
     assert scalar(pg_url, "SELECT v FROM seen") == "1500ms"
     assert not [e for e in events if e.kind == "warning"]
@@ -273,7 +275,9 @@ def test_no_transaction_statements_get_timeouts_on_a_direct_connection(pg_url, t
 
 def test_no_transaction_through_a_pooler_warns_and_sets_nothing(pgb_url, tmp_path) -> None:
     events = []
-    app, ext = make_app(pgb_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms")
+    app, ext = make_app(
+        pgb_url, write_migrations(tmp_path / "m", NO_TX_PROBE), SAFE_MIGRATE_LOCK_TIMEOUT="1500ms"
+    )
     ext.upgrade(app, on_event=events.append)
     warnings = [e.detail for e in events if e.kind == "warning"]
     assert len(warnings) == 1 and "SAFE_MIGRATE_DATABASE_URI" in warnings[0]
