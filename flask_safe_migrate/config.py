@@ -36,6 +36,8 @@ DEFAULTS: dict[str, t.Any] = {
     "STATEMENT_TIMEOUT": None,
     "LEDGER_TABLE": "safe_migrate_ledger",
     "LEDGER_SCHEMA": None,
+    "SEED_MAX_ROWS": 10,
+    "VERIFY_RETRY_FUNCTIONS": ("execute_with_retry",),
 }
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -59,6 +61,8 @@ class Settings:
     statement_timeout_ms: int | None
     ledger_table: str
     ledger_schema: str | None
+    seed_max_rows: int = 10
+    verify_retry_functions: tuple[str, ...] = ("execute_with_retry",)
 
     def retry_policy(self) -> RetryPolicy:
         """The executor policy these settings describe."""
@@ -146,6 +150,16 @@ def _identifier(key: str, value: t.Any, *, allow_none: bool = False) -> str | No
     return value
 
 
+def _names(key: str, value: t.Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) and v.isidentifier() for v in value
+    ):
+        _fail(key, value, "use a list of Python function names, e.g. ['execute_with_retry']")
+    return tuple(value)
+
+
 def set_defaults(config: t.MutableMapping[str, t.Any]) -> None:
     """``setdefault`` every key, so ``app.config`` shows what is in effect."""
     for key, value in DEFAULTS.items():
@@ -226,4 +240,6 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         ),
         ledger_table=table,
         ledger_schema=_identifier("LEDGER_SCHEMA", get("LEDGER_SCHEMA"), allow_none=True),
+        seed_max_rows=_positive_int("SEED_MAX_ROWS", get("SEED_MAX_ROWS")),
+        verify_retry_functions=_names("VERIFY_RETRY_FUNCTIONS", get("VERIFY_RETRY_FUNCTIONS")),
     )
