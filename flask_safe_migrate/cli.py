@@ -64,9 +64,14 @@ def handle_errors(func: F) -> F:
                 emit_json({"ok": False, "error": error_document(exc)})
                 sys.exit(exc.exit_code)
             raise CommandFailed(str(exc), exc.exit_code) from None
+        except click.exceptions.ClickException:
+            raise
         except Exception as exc:
             if not is_database_error(exc):
-                raise
+                # A bug, not an expected failure: show the traceback, but
+                # scrubbed, since it may quote a URL or connection string.
+                click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+                raise CommandFailed(redact(f"unexpected error: {exc!r}"), 1) from None
             # A database refusing us (bad password, unknown database...) is an
             # expected failure: a message, not a traceback.
             if show_traceback:

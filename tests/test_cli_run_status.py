@@ -112,3 +112,14 @@ def test_bad_password_fails_at_once_without_printing_it(pgb_url, tmp_path) -> No
     assert "authentication failed" in result.output
     assert "not-the-password-xyz" not in result.output
     assert "attempt 2" not in result.output
+
+
+def test_an_unexpected_error_shows_a_scrubbed_traceback(pg_url, tmp_path) -> None:
+    files = {
+        "0001_bug.py": "def upgrade(m):\n    raise ValueError('postgresql://app:leaked-pw-9@db/x is wrong')\n"
+    }
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    result = invoke(app, "run")
+    assert result.exit_code == 1
+    assert "leaked-pw-9" not in result.output
+    assert "0001_bug" in result.output
