@@ -159,6 +159,9 @@ def _ensure_output_encoding() -> None:
 
 def _register_commands() -> None:
     from . import commands  # noqa: F401  (attaches run, status, ... to the group)
+    from . import drill_command  # noqa: F401
+    from . import verify_command  # noqa: F401
+    from . import workflow_commands  # noqa: F401
 
 
 _register_commands()

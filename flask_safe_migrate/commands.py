@@ -19,6 +19,8 @@ if t.TYPE_CHECKING:
     from .runner import Event
     from .runner import MigrationState
     from .runner import Outcome
+    from .runner import Runner
+    from .runner import Status
 
 _MARKS = {"applied": "✅", "pending": "⏳", "drift": "❌", "missing": "❓"}
 
@@ -78,22 +80,66 @@ def state_document(item: MigrationState) -> dict[str, t.Any]:
     is_flag=True,
     help="Also apply pending versions below the highest applied one.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be applied, statement by statement (like `plan`); change nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @handle_errors
-def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: bool) -> None:
+def run_command(
+    to: str | None, bind: str | None, out_of_order: bool, dry_run: bool, as_json: bool
+) -> None:
     """Apply pending migrations, each exactly once.
 
     Every migration runs in its own transaction on a new connection; a dropped
     connection, pooler restart or lock timeout retries it from the start, and
     a migration another instance applied meanwhile is not run twice.
     """
-    ext = extension()
-    runner = ext.runner(bind=bind)
+    from flask import current_app
+
+    execute_run(
+        extension().runner(bind=bind),
+        to=to,
+        out_of_order=out_of_order,
+        dry_run=dry_run,
+        as_json=as_json,
+        signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
+        bind=bind,
+    )
+
+
+def execute_run(
+    runner: Runner,
+    *,
+    to: str | None,
+    out_of_order: bool,
+    dry_run: bool,
+    as_json: bool,
+    signal_sender: t.Any = None,
+    bind: str | None = None,
+) -> None:
+    """The body of ``run``, shared with ``python -m flask_safe_migrate run`` (no app there)."""
+    if dry_run:
+        from .workflow_commands import print_plan
+
+        try:
+            print_plan(runner, to=to, out_of_order=out_of_order, as_json=as_json)
+        finally:
+            runner.db.dispose()
+        return
     started = time.monotonic()
     if not as_json:
         click.echo(f"Migrating {display_url(runner.db.url)} from {_relative(runner.directory)}")
 
+    progress: dict[str, t.Any] = {"current": None, "done": []}
+
     def show(event: Event) -> None:
+        if event.kind == "applying":
+            progress["current"] = event
+        elif event.kind in ("applied", "already_applied"):
+            progress["current"] = None
+            progress["done"].append(f"{event.version}_{event.name}")
         if as_json:
             return
         label = f"{event.version}_{event.name}" if event.version else ""
@@ -103,14 +149,31 @@ def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: b
             click.echo(f"  {label}: {event.detail}")
         elif event.kind == "warning":
             click.echo(f"  warning: {event.detail}", err=True)
+        elif event.kind == "progress":
+            click.echo(f"  {label}: {event.detail}")
         elif event.kind in ("applied", "already_applied") and event.outcome is not None:
             outcome = event.outcome
             tries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
             verb = "applied" if event.kind == "applied" else "already applied by another instance"
             click.echo(f"  ✅ {label} {verb} in {outcome.duration_ms} ms{tries}")
 
+    import contextlib
+
+    from .interrupt import Interrupted
+    from .interrupt import stop_on_signals
+    from .signals import signalling
+
+    # Flask signals need an app as sender: `python -m flask_safe_migrate run` has none.
+    relaying: t.ContextManager[t.Callable[[Event], None]] = (
+        signalling(signal_sender, show, bind=bind)
+        if signal_sender is not None
+        else contextlib.nullcontext(show)
+    )
     try:
-        outcomes = runner.run(to=to, out_of_order=out_of_order, on_event=show)
+        with stop_on_signals(), relaying as relay:
+            outcomes = runner.run(to=to, out_of_order=out_of_order, on_event=relay)
+    except Interrupted as stop:
+        raise _interrupted(runner, stop, progress["current"], progress["done"]) from None
     finally:
         runner.db.dispose()
     applied = sum(1 for o in outcomes if o.state == "applied")
@@ -144,8 +207,11 @@ def run_command(to: str | None, bind: str | None, out_of_order: bool, as_json: b
 @handle_errors
 def status_command(bind: str | None, check: bool, as_json: bool) -> None:
     """Show applied, pending, drifted and missing migrations."""
-    ext = extension()
-    status = ext.status(bind=bind)
+    report_status(extension().status(bind=bind), check=check, as_json=as_json)
+
+
+def report_status(status: Status, *, check: bool, as_json: bool) -> None:
+    """The body of ``status``, shared with ``python -m flask_safe_migrate status``."""
     counts = {state: len(status.of(state)) for state in ("applied", "pending", "drift", "missing")}
     if as_json:
         emit_json(
@@ -173,3 +239,40 @@ def status_command(bind: str | None, check: bool, as_json: bool) -> None:
         click.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
     if check and not status.clean:
         sys.exit(1)
+
+
+def _interrupted(runner: Runner, stop: t.Any, current: Event | None, done: list[str]) -> Exception:
+    """The message after SIGTERM/SIGINT: what was applied, what happened to the one in flight."""
+    from .interrupt import RunInterrupted
+
+    before = f"{len(done)} applied by this run ({', '.join(done)})" if done else "none applied"
+    parts = [f"stopped by {stop.signal_name}: {before}"]
+    if current is not None:
+        label = f"{current.version}_{current.name}"
+        try:
+            applied = {int(v) for v in runner.read_applied()}
+            recorded: bool | None = int(current.version or "-1") in applied
+        except Exception:
+            recorded = None
+        finally:
+            runner.db.dispose()
+        transactional = next(
+            (m.transactional for m in runner.migrations() if m.version == current.version), True
+        )
+        if recorded:
+            parts.append(f"{label} committed just before the signal and is applied")
+        elif transactional:
+            parts.append(f"{label} was rolled back and is not applied")
+        else:
+            parts.append(
+                f"{label} runs outside a transaction and stopped between statements: the "
+                "statements before stay done, it is not recorded as applied, and the next run "
+                "runs it again from the start (its statements are idempotent)"
+            )
+        if recorded is None:
+            parts.append("(the ledger could not be read to confirm)")
+    parts.append(
+        "the migration lease was released; run again to apply the rest"
+        " (`status` shows where the database is)"
+    )
+    return RunInterrupted("; ".join(parts) + ".")

@@ -195,6 +195,17 @@ def retry_call(
             type(last.error).__name__,
             last.reason,
             sleep,
+            extra={
+                "safe_migrate_event": "attempt_failed",
+                "label": label,
+                "attempt": last.number,
+                "max_attempts": policy.max_attempts,
+                "transience": kind,
+                "error_type": type(last.error).__name__,
+                "error": last.reason,
+                "retry_in_s": round(sleep or 0.0, 3),
+                "duration_ms": int(last.duration * 1000),
+            },
         )
         if on_retry is not None:
             on_retry(last)
@@ -219,7 +230,16 @@ def retry_call(
             f"(max {policy.max_attempts} attempts, deadline {policy.deadline}s); "
             f"last error: {attempts[-1].reason}"
         )
-        logger.error("%s", message)
+        logger.error(
+            "%s",
+            message,
+            extra={
+                "safe_migrate_event": "retries_exhausted",
+                "label": label,
+                "attempts": len(attempts),
+                "error": attempts[-1].reason,
+            },
+        )
         raise RetriesExhausted(message, attempts) from last_error
     return result, tuple(attempts)
 

@@ -204,10 +204,18 @@ class SafeMigrate:
         out_of_order: bool = False,
         on_event: t.Callable[[Event], None] | None = None,
     ) -> list[Outcome]:
-        """Apply pending migrations, each exactly once; see :meth:`.Runner.run`."""
+        """Apply pending migrations, each exactly once; see :meth:`.Runner.run`.
+
+        Sends the :mod:`.signals` (``migration_started``, ``migration_applied``,
+        ``migration_failed``, ``run_finished``) with the app as sender.
+        """
+        from .signals import signalling
+
+        sender = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
         runner = self.runner(app, bind=bind)
         try:
-            return runner.run(to=to, out_of_order=out_of_order, on_event=on_event)
+            with signalling(sender, on_event, bind=bind) as relay:
+                return runner.run(to=to, out_of_order=out_of_order, on_event=relay)
         finally:
             runner.db.dispose()
 

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import typing as t
+from collections import Counter
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -30,6 +31,11 @@ class Fingerprint:
     schema: dict[str, list[str]]
     row_counts: dict[str, int]
     row_hashes: dict[str, str]
+    #: The serialised rows themselves (``take(..., keep_rows=True)``), so a difference can
+    #: show a row that differs instead of only "the hashes differ". Not compared.
+    rows: dict[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def differences(self, other: Fingerprint) -> list[str]:
         """What differs from ``other`` (empty: identical), in words."""
@@ -43,10 +49,29 @@ class Fingerprint:
         for table in sorted(set(self.row_counts) | set(other.row_counts)):
             before, after = self.row_counts.get(table), other.row_counts.get(table)
             if before != after:
-                found.append(f"row count of {table} {before} → {after}")
+                found.append(f"row count of {table} {before} → {after}{self._sample(other, table)}")
             elif self.row_hashes.get(table) != other.row_hashes.get(table):
-                found.append(f"rows of {table} differ (same count, {before})")
+                found.append(
+                    f"rows of {table} differ (same count, {before}){self._sample(other, table)}"
+                )
         return found
+
+    def _sample(self, other: Fingerprint, table: str, width: int = 160) -> str:
+        """One row only this side has and one only ``other`` has, when both kept their rows."""
+        if table not in self.rows or table not in other.rows:
+            return ""
+        mine, theirs = Counter(self.rows[table]), Counter(other.rows[table])
+        gone, new = sorted((mine - theirs).elements()), sorted((theirs - mine).elements())
+        parts = []
+        if gone:
+            parts.append(f"expected {_cut(gone[0], width)}")
+        if new:
+            parts.append(f"found {_cut(new[0], width)}")
+        return f": {', '.join(parts)}" if parts else ""
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _rows(conn: Connection, sql: str, **params: t.Any) -> list[t.Any]:
@@ -55,8 +80,14 @@ def _rows(conn: Connection, sql: str, **params: t.Any) -> list[t.Any]:
     return list(conn.execute(text(sql), params))
 
 
-def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
-    """Fingerprint the current database of ``conn`` (all non-system schemas)."""
+def take(
+    conn: Connection, *, exclude: t.Iterable[str] = (), keep_rows: bool = False
+) -> Fingerprint:
+    """Fingerprint the current database of ``conn`` (all non-system schemas).
+
+    :param keep_rows: keep every table's serialised rows, so :meth:`Fingerprint.differences`
+        can quote a differing row (the drill does; its scratch databases are small).
+    """
     excluded = set(exclude)
     user = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'"
     tables = [
@@ -130,13 +161,15 @@ def take(conn: Connection, *, exclude: t.Iterable[str] = ()) -> Fingerprint:
             f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {user}",
         )
     ]
-    counts, hashes = _data(conn, tables, columns)
-    return Fingerprint({k: sorted(v) for k, v in schema.items()}, counts, hashes)
+    counts, hashes, rows = _data(conn, tables, columns)
+    return Fingerprint(
+        {k: sorted(v) for k, v in schema.items()}, counts, hashes, rows if keep_rows else {}
+    )
 
 
 def _data(
     conn: Connection, tables: list[tuple[str, str]], columns: list[t.Any]
-) -> tuple[dict[str, int], dict[str, str]]:
+) -> tuple[dict[str, int], dict[str, str], dict[str, tuple[str, ...]]]:
     by_table: dict[tuple[str, str], list[t.Any]] = {}
     for column in columns:
         by_table.setdefault((column.nspname, column.relname), []).append(column)
@@ -191,6 +224,7 @@ def _data(
 
     counts: dict[str, int] = {}
     hashes: dict[str, str] = {}
+    kept_rows: dict[str, tuple[str, ...]] = {}
     for (schema_name, table), rows in raw.items():
         label = f"{schema_name}.{table}"
         serialised = sorted(
@@ -198,4 +232,5 @@ def _data(
         )
         counts[label] = len(rows)
         hashes[label] = hashlib.sha256("\n".join(serialised).encode()).hexdigest()
-    return counts, hashes
+        kept_rows[label] = tuple(serialised)
+    return counts, hashes, kept_rows

@@ -147,3 +147,14 @@ def delete_row(conn: Connection, db: MigrationDatabase, version: str) -> int:
     """Forget ``version`` (rollback, ``unmark``); returns the number of rows deleted."""
     result = conn.execute(text(f"DELETE FROM {db.ledger} WHERE version = :v"), {"v": version})
     return int(result.rowcount)
+
+
+def update_checksum(
+    conn: Connection, db: MigrationDatabase, version: str, checksum: str, name: str
+) -> int:
+    """Accept an edited file (``repair``): store its new checksum and name; returns rows updated."""
+    result = conn.execute(
+        text(f"UPDATE {db.ledger} SET checksum = :checksum, name = :name WHERE version = :v"),
+        {"checksum": checksum, "name": name, "v": version},
+    )
+    return int(result.rowcount)

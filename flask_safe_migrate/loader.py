@@ -53,6 +53,7 @@ HEADER_DIRECTIVES: tuple[str, ...] = (
     "-- safe-migrate: no-transaction",
     "-- safe-migrate: lock-timeout=<duration>",
     "-- safe-migrate: statement-timeout=<duration>",
+    "-- safe-migrate: squashes=<version>,<version>,... (written by `squash`)",
 )
 
 #: Every ``-- safe-migrate:`` directive, with where it may appear.
@@ -65,8 +66,10 @@ DIRECTIVES: tuple[str, ...] = (
 _BOM = b"\xef\xbb\xbf"
 _DIRECTIVE = re.compile(r"--\s*safe-migrate\s*:\s*(?P<body>.*?)\s*$")
 _DIRECTIVE_BODY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z_-]*)\s*(?:=\s*(?P<value>.*?))?\s*$")
-_ALLOW_BODY = re.compile(r"^allow\s+non-idempotent\b")
-_HEADER_KEYS = ("no-transaction", "lock-timeout", "statement-timeout")
+# `allow non-idempotent -- <reason>` is the runner's; `allow <rule> -- <reason>`
+# suppresses a `verify` finding. Both are statement comments, not header options.
+_ALLOW_BODY = re.compile(r"^allow\s+\S")
+_HEADER_KEYS = ("no-transaction", "lock-timeout", "statement-timeout", "squashes")
 _ALEMBIC_MARKERS = ("env.py", "alembic.ini", "script.py.mako")
 _MODULE_LOCK = threading.Lock()
 
@@ -104,6 +107,7 @@ class _SqlHeader:
     up_end: int | None = None
     down_start: int | None = None
     down_line: int | None = None
+    squashes: tuple[str, ...] = ()
 
 
 _NO_DIRECTIVES = _SqlHeader()
@@ -185,6 +189,15 @@ class Migration:
         if self._header is not None:
             return self._header.statement_timeout_ms
         return self._py_options().statement_timeout_ms
+
+    @property
+    def squashes(self) -> tuple[str, ...]:
+        """Versions this file replaces (``-- safe-migrate: squashes=...``); ``()`` for most files.
+
+        See :mod:`flask_safe_migrate.squash`: a database whose ledger has
+        every one of them counts this file as applied.
+        """
+        return self._header.squashes if self._header is not None else ()
 
     @property
     def has_down(self) -> bool:
@@ -588,6 +601,7 @@ def _scan_header(text: str, where: str) -> _SqlHeader:
         return _NO_DIRECTIVES
     transactional = True
     timeouts: dict[str, int] = {}
+    squashes: tuple[str, ...] = ()
     seen: dict[str, int] = {}
     in_header = True
     up_end: int | None = None
@@ -665,6 +679,15 @@ def _scan_header(text: str, where: str) -> _SqlHeader:
                 )
             transactional = False
             continue
+        if key == "squashes":
+            squashes = tuple(v.strip() for v in (value or "").split(","))
+            if not squashes or not all(v.isdigit() for v in squashes):
+                raise MigrationSourceError(
+                    f"{where}:{number}: bad value for squashes: {value!r}; write "
+                    "'-- safe-migrate: squashes=0001,0002,...' (the versions this file replaces)",
+                    path=where,
+                )
+            continue
         try:
             if not value:
                 raise ValueError("missing value")
@@ -682,4 +705,5 @@ def _scan_header(text: str, where: str) -> _SqlHeader:
         up_end=up_end,
         down_start=down_start,
         down_line=down_line,
+        squashes=squashes,
     )

@@ -62,6 +62,7 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine import Result
 
+    from .rollback import Reverted
     from .sqlsplit import Statement
 
 State = t.Literal["applied", "pending", "drift", "missing"]
@@ -83,6 +84,8 @@ class MigrationState:
     state: State
     migration: Migration | None = None
     applied: AppliedMigration | None = None
+    #: for a squash file: the ledger versions of the files it replaced (see :mod:`.squash`)
+    covered: tuple[str, ...] = ()
 
     @property
     def number(self) -> int:
@@ -125,7 +128,18 @@ class Outcome:
 class Event:
     """Progress reported while running (the CLI prints these as they come)."""
 
-    kind: t.Literal["waiting", "applying", "retry", "applied", "already_applied", "warning"]
+    kind: t.Literal[
+        "waiting",
+        "applying",
+        "retry",
+        "applied",
+        "already_applied",
+        "warning",
+        "reverting",
+        "reverted",
+        "already_reverted",
+        "progress",
+    ]
     version: str | None = None
     name: str | None = None
     detail: str = ""
@@ -133,11 +147,27 @@ class Event:
 
 
 def compute_status(migrations: list[Migration], applied: dict[str, AppliedMigration]) -> Status:
-    """Join files and ledger rows by version number."""
+    """Join files and ledger rows by version number.
+
+    A squash file (``-- safe-migrate: squashes=...``) also takes the ledger
+    rows of the files it replaced (rows at or below its version without a
+    file), so they are never reported ``missing``; it is ``applied`` when
+    its own row has its checksum (a database that ran the squash file) or
+    when every version it lists is in the ledger (one that ran the originals).
+    """
     by_number = {int(version): row for version, row in applied.items()}
+    files = {migration.number for migration in migrations}
+    covered: dict[int, tuple[AppliedMigration, ...]] = {}
+    for migration in migrations:
+        if migration.squashes:
+            claimed = [n for n in sorted(by_number) if n < migration.number and n not in files]
+            covered[migration.number] = tuple(by_number.pop(n) for n in claimed)
     items: list[MigrationState] = []
     for migration in migrations:
         row = by_number.pop(migration.number, None)
+        if migration.squashes:
+            items.append(_squash_state(migration, row, covered[migration.number]))
+            continue
         if row is None:
             state: State = "pending"
         elif row.checksum != migration.checksum:
@@ -153,6 +183,29 @@ def compute_status(migrations: list[Migration], applied: dict[str, AppliedMigrat
         items.append(MigrationState(row.version, row.name, row.checksum, "missing", None, row))
     items.sort(key=lambda item: item.number)
     return Status(tuple(items))
+
+
+def _squash_state(
+    migration: Migration, row: AppliedMigration | None, claimed: tuple[AppliedMigration, ...]
+) -> MigrationState:
+    have = {int(r.version) for r in claimed} | ({migration.number} if row is not None else set())
+    if row is not None and row.checksum == migration.checksum:
+        state: State = "applied"
+    elif {int(v) for v in migration.squashes} <= have:
+        state = "applied"  # through the original files, whatever the old checksum of its row
+    elif row is not None:
+        state = "drift"
+    else:
+        state = "pending"
+    return MigrationState(
+        migration.version,
+        migration.name,
+        migration.checksum,
+        state,
+        migration,
+        row,
+        tuple(r.version for r in claimed),
+    )
 
 
 def _is_direct(conn: Connection) -> bool:
@@ -253,6 +306,19 @@ class Runner:
                 version=item.version,
                 path=str(item.migration.path),
             )
+        for item in status.of("pending"):
+            if item.covered and item.migration is not None:
+                missing = sorted(set(item.migration.squashes) - set(item.covered), key=int)
+                raise MigrationError(
+                    f"{item.migration.path}: this database applied only part of the migrations"
+                    f" squashed into {item.version}_{item.name} ({', '.join(item.covered)} of"
+                    f" {', '.join(item.migration.squashes)}); the squash file recreates them all"
+                    " and cannot run here. Apply the missing ones"
+                    f" ({', '.join(missing)}) first with the files from before the squash (they"
+                    " are in squashed/), e.g. from the release before it; nothing was applied.",
+                    version=item.version,
+                    path=str(item.migration.path),
+                )
         pending = status.pending
         if to is not None:
             known = {item.number for item in status.items}
@@ -292,6 +358,28 @@ class Runner:
                 parsed[migration.version] = None
         return parsed
 
+    def plan(
+        self, *, to: str | None = None, out_of_order: bool = False
+    ) -> list[tuple[Migration, list[Statement] | None]]:
+        """What :meth:`run` would apply, checked and parsed, without writing anything.
+
+        The same checks as a real run (drift, out-of-order, bad SQL,
+        non-idempotent no-transaction statements, Python migrations that do
+        not import), so ``run --dry-run`` and ``plan`` fail exactly where
+        ``run`` would. ``.py`` migrations come with ``None`` statements.
+        """
+        targets = self._targets(self.status(), to, out_of_order)
+        parsed = self._prepare(targets)
+        return [(migration, parsed[migration.version]) for migration in targets]
+
+    def rollback(
+        self, *, to: str, on_event: t.Callable[[Event], None] | None = None
+    ) -> list[Reverted]:
+        """Revert applied migrations above ``to``, newest first; see :mod:`.rollback`."""
+        from .rollback import rollback
+
+        return rollback(self, to=to, on_event=on_event)
+
     # -- running --------------------------------------------------------------
 
     def run(
@@ -306,13 +394,35 @@ class Runner:
         :raises MigrationError: a migration failed; it was rolled back and
             earlier ones stay applied.
         """
+        started = time.monotonic()
+        outcomes: list[Outcome] = []
+        in_flight: list[Migration] = []
+        try:
+            self._run(to, out_of_order, on_event, outcomes, in_flight)
+        except BaseException as exc:
+            if in_flight:
+                _log_migration_failed(in_flight[0], exc)
+            _log_run(outcomes, started, exc)
+            raise
+        _log_run(outcomes, started, None)
+        return outcomes
+
+    def _run(
+        self,
+        to: str | None,
+        out_of_order: bool,
+        on_event: t.Callable[[Event], None] | None,
+        outcomes: list[Outcome],
+        in_flight: list[Migration],
+    ) -> None:
+        """The body of :meth:`run`: fills ``outcomes``; ``in_flight`` holds the one being applied."""
         emit = on_event or (lambda event: None)
         migrations = self.migrations()
         ledger = self._read_ledger()
         status = compute_status(migrations, ledger or {})
         targets = self._targets(status, to, out_of_order)
         if not targets:
-            return []
+            return
         parsed = self._prepare(targets)
 
         engine = self.db.engine
@@ -325,7 +435,6 @@ class Runner:
             )
         lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
         lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
-        outcomes: list[Outcome] = []
         try:
             # Another instance may have applied some while we waited.
             applied, _ = run_with_retry(
@@ -337,13 +446,15 @@ class Runner:
             targets = self._targets(compute_status(migrations, applied), to, out_of_order)
             for migration in targets:
                 lease.check()
+                in_flight[:] = [migration]
                 emit(Event("applying", migration.version, migration.name))
                 outcome = self._apply(migration, parsed[migration.version], emit)
                 outcomes.append(outcome)
+                in_flight.clear()
+                _log_migration(outcome)
                 emit(Event(outcome.state, migration.version, migration.name, outcome=outcome))
         finally:
             lease.release()
-        return outcomes
 
     def _apply(
         self,
@@ -597,6 +708,32 @@ class Runner:
             total_attempts = max(total_attempts, len(attempts))
             return result
 
+        def run_batch(work: t.Callable[[Connection], t.Any]) -> t.Any:
+            """One ``m.backfill`` batch: its own transaction, with SET LOCAL timeouts, retried."""
+            nonlocal total_attempts
+            lock_timeout = migration.lock_timeout_ms
+            if lock_timeout is None:
+                lock_timeout = self.lock_timeout_ms
+
+            def attempt(conn: Connection) -> t.Any:
+                self._set_locals(conn, migration, lock_timeout)
+                return work(conn)
+
+            try:
+                result, attempts = run_with_retry(
+                    engine,
+                    attempt,
+                    policy=self.policy,
+                    on_retry=on_retry,
+                    label=f"migration {migration.version}_{migration.name} (backfill batch)",
+                )
+            except SafeMigrateError:
+                raise
+            except Exception as exc:
+                raise self._failure(migration, None, exc) from exc
+            total_attempts = max(total_attempts, len(attempts))
+            return result
+
         if statements is not None:
             for statement in statements:
                 run_one(statement.sql, statement=statement)
@@ -607,6 +744,11 @@ class Runner:
                 name=migration.name,
                 dialect=self.db.backend,
                 run=lambda sql, params: run_one(sql, params),
+                transactional=False,
+                run_batch=run_batch,
+                progress=lambda detail: emit(
+                    Event("progress", migration.version, migration.name, detail)
+                ),
             )
             module.upgrade(context)
 
@@ -689,3 +831,76 @@ class Runner:
             path=str(migration.path),
             statement=statement.sql if statement is not None else None,
         )
+
+
+# -- structured log records (one per migration, one per run) -------------------------------
+#
+# ``extra`` keys are stable, for log pipelines that index them: ``safe_migrate_event``
+# names the record; ``version``, ``migration`` (version_name), ``duration_ms`` and
+# ``attempts`` describe it. (``name`` is taken by ``logging.LogRecord`` itself.)
+
+
+def _log_migration(outcome: Outcome) -> None:
+    logger.info(
+        "migration %s_%s %s in %d ms (%d attempt%s)",
+        outcome.version,
+        outcome.name,
+        "applied" if outcome.state == "applied" else "was already applied by another instance",
+        outcome.duration_ms,
+        outcome.attempts,
+        "" if outcome.attempts == 1 else "s",
+        extra={
+            "safe_migrate_event": "migration_applied",
+            "version": outcome.version,
+            "migration": f"{outcome.version}_{outcome.name}",
+            "result": outcome.state,
+            "duration_ms": outcome.duration_ms,
+            "attempts": outcome.attempts,
+            "retries": list(outcome.retries),
+        },
+    )
+
+
+def _log_migration_failed(migration: Migration, exc: BaseException) -> None:
+    logger.error(
+        "migration %s_%s failed: %s",
+        migration.version,
+        migration.name,
+        first_line(exc),
+        extra={
+            "safe_migrate_event": "migration_failed",
+            "version": migration.version,
+            "migration": f"{migration.version}_{migration.name}",
+            "error_type": type(exc).__name__,
+            "error": first_line(exc),
+        },
+    )
+
+
+def _log_run(outcomes: list[Outcome], started: float, exc: BaseException | None) -> None:
+    applied = sum(1 for o in outcomes if o.state == "applied")
+    duration_ms = int((time.monotonic() - started) * 1000)
+    extra = {
+        "safe_migrate_event": "run_finished",
+        "ok": exc is None,
+        "applied": applied,
+        "already_applied": len(outcomes) - applied,
+        "duration_ms": duration_ms,
+        "versions": [o.version for o in outcomes],
+        "error_type": type(exc).__name__ if exc is not None else None,
+        "error": first_line(exc) if exc is not None else None,
+    }
+    if exc is not None:
+        logger.error(
+            "migration run failed after %d ms (%d applied): %s",
+            duration_ms,
+            applied,
+            first_line(exc),
+            extra=extra,
+        )
+    elif outcomes:
+        logger.info(
+            "migration run finished: %d applied in %d ms", applied, duration_ms, extra=extra
+        )
+    else:  # every boot with nothing to do: not worth an INFO line
+        logger.debug("migration run: nothing to apply", extra=extra)

@@ -606,3 +606,13 @@ def test_sql_and_py_apis_are_not_mixed_up(tmp_path: pathlib.Path) -> None:
         py.statements()
     with pytest.raises(TypeError, match="SQL migration"):
         sql.load_module()
+
+
+def test_verify_suppression_comments_are_not_header_errors(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "0001_lock.sql").write_text(
+        "CREATE TABLE t (a int);\n"
+        "-- safe-migrate: allow lock-table -- twelve rows, locked for a millisecond\n"
+        "LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE;\n"
+    )
+    (migration,) = discover(tmp_path)
+    assert [s.sql.split()[0] for s in migration.statements()] == ["CREATE", "LOCK"]

@@ -169,7 +169,6 @@ class TlsCluster:
                 f"ssl_key_file = '{self.key}'\n"
                 "max_connections = 200\n"
                 "fsync = off\n"
-                "synchronous_commit = off\n"
                 "full_page_writes = off\n"
                 "shared_buffers = '32MB'\n"
             )

@@ -1,0 +1,385 @@
+"""``rollback --to VERSION``: run down parts, newest first, with the upgrade's guarantees.
+
+A down part is the SQL below ``-- safe-migrate: down`` in a ``.sql`` file, or
+``downgrade(m)`` in a ``.py`` file. Reverting is the mirror of applying:
+
+* transactional: one transaction per migration, on a new connection per
+  attempt: ``SET LOCAL`` timeouts, the advisory xact lock, re-read the
+  ledger row (gone: an earlier attempt whose COMMIT reply was lost already
+  reverted it, so it is not reverted twice), run the down statements,
+  delete the row, commit;
+* no-transaction: the down statements one by one in autocommit, each
+  retried on its own (they must be idempotent, as on the way up), then the
+  row is deleted.
+
+Everything that can refuse is checked before anything runs: every migration
+to revert must have its file, unchanged since it was applied, with a
+non-empty down part. A rollback that would stop half-way because version 3
+has no down part is refused up front, naming version 3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing as t
+
+from sqlalchemy import text
+
+from .bookkeeping import parse_version
+from .classify import Transience
+from .classify import first_line
+from .context import MigrationContext
+from .context import migrating
+from .context import on_connection
+from .durations import format_ms
+from .errors import ChecksumDriftError
+from .errors import MigrationError
+from .errors import SafeMigrateError
+from .executor import Attempt
+from .executor import run_with_retry
+from .lease import Lease
+from .ledger import delete_row
+from .ledger import read_applied
+from .ledger import read_one
+from .loader import Migration
+from .runner import Event
+from .runner import MigrationState
+from .runner import Runner
+from .runner import _is_direct
+from .runner import compute_status
+from .runner import lock_timeout_schedule
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .sqlsplit import Statement
+
+_RAW = {"no_parameters": True}
+
+
+class RollbackRefused(MigrationError):
+    """A migration to revert has no down part, no file, or was edited; nothing was run."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reverted:
+    """What happened to one migration during ``rollback``."""
+
+    version: str
+    name: str
+    checksum: str
+    state: t.Literal["reverted", "already_reverted"]
+    attempts: int
+    duration_ms: int
+    retries: tuple[str, ...] = ()
+
+
+def _targets(status_items: t.Sequence[MigrationState], limit: int) -> list[MigrationState]:
+    return [
+        item for item in reversed(status_items) if item.state != "pending" and item.number > limit
+    ]
+
+
+def _check(items: list[MigrationState], dialect: str) -> dict[str, list[Statement] | None]:
+    """Refuse before running anything; parse every down part."""
+    parsed: dict[str, list[Statement] | None] = {}
+    for item in items:
+        label = f"{item.version}_{item.name}"
+        if item.state == "missing" or item.migration is None:
+            raise RollbackRefused(
+                f"cannot roll back {label}: it is applied but its file is gone, so its down "
+                "part is unknown; restore the file, or roll back only to a version above it. "
+                "Nothing was rolled back.",
+                version=item.version,
+            )
+        migration = item.migration
+        if item.state == "drift":
+            raise ChecksumDriftError(
+                f"{migration.path}: cannot roll back {label}: the file was edited after it was "
+                "applied, so its down part may not match what ran; restore it, or accept the "
+                f"edit with `repair {item.version}`. Nothing was rolled back.",
+                version=item.version,
+                path=str(migration.path),
+            )
+        if migration.kind == "sql":
+            statements = migration.down_statements(dialect=dialect)
+            if not statements:
+                why = (
+                    "has no '-- safe-migrate: down' part"
+                    if statements is None
+                    else ("has an empty down part (only comments after '-- safe-migrate: down')")
+                )
+                raise RollbackRefused(
+                    f"{migration.path}: cannot roll back {label}: it {why}. Add the SQL "
+                    "that reverts it below a '-- safe-migrate: down' line, or roll back only "
+                    f"to version {item.version} or above. Nothing was rolled back.",
+                    version=item.version,
+                    path=str(migration.path),
+                )
+            parsed[item.version] = statements
+        else:
+            if not migration.has_down:
+                raise RollbackRefused(
+                    f"{migration.path}: cannot roll back {label}: it defines no "
+                    "downgrade(m). Add one, or roll back only to version "
+                    f"{item.version} or above. Nothing was rolled back.",
+                    version=item.version,
+                    path=str(migration.path),
+                )
+            parsed[item.version] = None
+    return parsed
+
+
+def rollback(
+    runner: Runner, *, to: str, on_event: t.Callable[[Event], None] | None = None
+) -> list[Reverted]:
+    """Revert every applied migration above ``to`` (``0``: all of them), newest first.
+
+    :raises RollbackRefused: a migration to revert cannot be (nothing was run).
+    :raises MigrationError: a down part failed; it was rolled back (transactional)
+        and the migrations reverted before it stay reverted.
+    """
+    emit = on_event or (lambda event: None)
+    limit = parse_version(to, option="--to")
+    migrations = runner.migrations()
+    if limit != 0 and limit not in {m.number for m in migrations}:
+        applied_numbers = {int(v) for v in runner.read_applied()}
+        if limit not in applied_numbers:
+            raise RollbackRefused(f"--to {to}: no migration has version {to}")
+    status = compute_status(migrations, runner.read_applied())
+    targets = _targets(status.items, limit)
+    if not targets:
+        return []
+    parsed = _check(targets, runner.db.backend)
+
+    lease = Lease(runner.db, runner.holder, ttl=runner.lease_ttl, policy=runner.policy)
+    lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
+    done: list[Reverted] = []
+    try:
+        applied, _ = run_with_retry(
+            runner.db.engine,
+            lambda conn: read_applied(conn, runner.db),
+            policy=runner.policy,
+            label="reading the migration ledger",
+        )
+        targets = _targets(compute_status(migrations, applied).items, limit)
+        parsed = _check(targets, runner.db.backend)
+        for item in targets:
+            lease.check()
+            migration = item.migration
+            assert migration is not None
+            emit(Event("reverting", migration.version, migration.name))
+            outcome = _revert(runner, migration, parsed[migration.version], emit)
+            done.append(outcome)
+            emit(
+                Event(
+                    outcome.state,
+                    migration.version,
+                    migration.name,
+                    detail=f"{outcome.duration_ms} ms, {outcome.attempts} attempts",
+                )
+            )
+    finally:
+        lease.release()
+    return done
+
+
+def _revert(
+    runner: Runner,
+    migration: Migration,
+    statements: list[Statement] | None,
+    emit: t.Callable[[Event], None],
+) -> Reverted:
+    retries: list[str] = []
+
+    def on_retry(attempt: Attempt) -> None:
+        reason = f"attempt {attempt.number + 1} after: {attempt.reason}"
+        retries.append(reason)
+        emit(Event("retry", migration.version, migration.name, reason))
+
+    started = time.monotonic()
+    with migrating(f"{migration.version}_{migration.name} (down)"):
+        if migration.transactional:
+            state, attempts = _revert_in_transaction(runner, migration, statements, on_retry)
+        else:
+            state, attempts = _revert_without_transaction(runner, migration, statements, on_retry)
+    return Reverted(
+        migration.version,
+        migration.name,
+        migration.checksum,
+        state,
+        attempts,
+        int((time.monotonic() - started) * 1000),
+        tuple(retries),
+    )
+
+
+def _failure(
+    migration: Migration, statement: Statement | None, exc: BaseException
+) -> MigrationError:
+    where = f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
+    what = f" at statement {statement.index + 1} ({statement.short()})" if statement else ""
+    after = (
+        " Its down part was rolled back: it is still applied; migrations reverted before it "
+        "stay reverted."
+        if migration.transactional
+        else " It runs outside a transaction: down statements before this one stay done; "
+        "fix and roll back again."
+    )
+    return MigrationError(
+        f"{where}: rolling back {migration.version}_{migration.name} failed{what}: "
+        f"{first_line(exc)}.{after}",
+        version=migration.version,
+        path=str(migration.path),
+        statement=statement.sql if statement is not None else None,
+    )
+
+
+def _revert_in_transaction(
+    runner: Runner,
+    migration: Migration,
+    statements: list[Statement] | None,
+    on_retry: t.Callable[[Attempt], None],
+) -> tuple[t.Literal["reverted", "already_reverted"], int]:
+    db = runner.db
+    state: dict[str, t.Any] = {
+        "pid": None,
+        "xid": None,
+        "lock_failures": 0,
+        "committing": False,
+        "statement": None,
+    }
+    base = migration.lock_timeout_ms
+    if base is None:
+        base = runner.lock_timeout_ms
+
+    def work(conn: Connection) -> t.Literal["reverted", "already_reverted"]:
+        state["statement"] = None
+        runner._set_locals(conn, migration, lock_timeout_schedule(base, state["lock_failures"]))
+        if db.is_postgres:
+            if state["pid"] is not None:
+                runner._terminate_orphan(conn, state["pid"], state["xid"])
+            _, pid, xid = conn.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:key), pg_backend_pid(),"
+                    " CAST(pg_current_xact_id() AS text)"
+                ),
+                {"key": db.lock_key},
+            ).one()
+            state["pid"], state["xid"] = pid, xid
+        existing = read_one(conn, db, migration.version)
+        if existing is None:
+            # Gone: our own earlier attempt committed it (its reply was lost),
+            # or another instance rolled it back meanwhile. Never reverted twice.
+            return "reverted" if state["committing"] else "already_reverted"
+        if existing.checksum != migration.checksum:
+            raise ChecksumDriftError(
+                f"{migration.path}: version {migration.version} changed in the ledger meanwhile;"
+                " nothing was rolled back for it",
+                version=migration.version,
+                path=str(migration.path),
+            )
+        if statements is not None:
+            for statement in statements:
+                state["statement"] = statement
+                conn.exec_driver_sql(statement.sql, execution_options=_RAW)
+            state["statement"] = None
+        else:
+            context = MigrationContext(
+                version=migration.version,
+                name=migration.name,
+                dialect=db.backend,
+                run=on_connection(conn),
+            )
+            migration.load_module().downgrade(context)
+        delete_row(conn, db, migration.version)
+        state["committing"] = True
+        return "reverted"
+
+    def note_retry(attempt: Attempt) -> None:
+        if attempt.transience is Transience.LOCK_TIMEOUT:
+            state["lock_failures"] += 1
+        on_retry(attempt)
+
+    try:
+        result, attempts = run_with_retry(
+            db.engine,
+            work,
+            policy=runner.policy,
+            on_retry=note_retry,
+            label=f"rolling back {migration.version}_{migration.name}",
+        )
+    except SafeMigrateError:
+        raise
+    except Exception as exc:
+        raise _failure(migration, state["statement"], exc) from exc
+    return result, len(attempts)
+
+
+def _revert_without_transaction(
+    runner: Runner,
+    migration: Migration,
+    statements: list[Statement] | None,
+    on_retry: t.Callable[[Attempt], None],
+) -> tuple[t.Literal["reverted", "already_reverted"], int]:
+    db = runner.db
+    engine = db.engine
+    existing, _ = run_with_retry(
+        engine, lambda conn: read_one(conn, db, migration.version), policy=runner.policy
+    )
+    if existing is None:
+        return "already_reverted", 1
+    most = 1
+
+    def run_one(
+        sql: str, params: t.Mapping[str, t.Any] | None, statement: Statement | None
+    ) -> t.Any:
+        nonlocal most
+
+        def work(conn: Connection) -> t.Any:
+            if db.is_postgres and (runner.dedicated_url or _is_direct(conn)):
+                lock_timeout = migration.lock_timeout_ms
+                if lock_timeout is None:
+                    lock_timeout = runner.lock_timeout_ms
+                conn.exec_driver_sql(f"SET lock_timeout = '{format_ms(lock_timeout)}'")
+            if statement is not None:
+                result = conn.exec_driver_sql(sql, execution_options=_RAW)
+            else:
+                result = conn.execute(text(sql), dict(params or {}))
+            return result.freeze()() if result.returns_rows else result
+
+        try:
+            result, attempts = run_with_retry(
+                engine,
+                work,
+                policy=runner.policy,
+                transaction=False,
+                on_retry=on_retry,
+                label=f"rolling back {migration.version}_{migration.name}",
+            )
+        except SafeMigrateError:
+            raise
+        except Exception as exc:
+            raise _failure(migration, statement, exc) from exc
+        most = max(most, len(attempts))
+        return result
+
+    if statements is not None:
+        for statement in statements:
+            run_one(statement.sql, None, statement)
+    else:
+        context = MigrationContext(
+            version=migration.version,
+            name=migration.name,
+            dialect=db.backend,
+            run=lambda sql, params: run_one(sql, params, None),
+        )
+        migration.load_module().downgrade(context)
+    run_with_retry(
+        engine,
+        lambda conn: delete_row(conn, db, migration.version),
+        policy=runner.policy,
+        label=f"forgetting migration {migration.version}",
+    )
+    return "reverted", most

@@ -1,0 +1,116 @@
+"""``python -m flask_safe_migrate run|status --url URL --directory DIR``: no app import.
+
+A release job (Kubernetes Job, Heroku release phase, a CI deploy step) often
+should not import the application: importing it may connect to services,
+read secrets or take seconds. These commands need only a URL and a
+directory. Settings come from ``SAFE_MIGRATE_*`` environment variables,
+validated exactly like the app config keys of the same names, so the job
+retries and times out the same way the app would.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import click
+
+from .cli import handle_errors
+
+if t.TYPE_CHECKING:
+    from .runner import Runner
+
+_url_option = click.option(
+    "--url",
+    envvar=["SAFE_MIGRATE_DATABASE_URI", "DATABASE_URL"],
+    required=True,
+    metavar="URL",
+    help="Database URL (default: $SAFE_MIGRATE_DATABASE_URI, then $DATABASE_URL).",
+)
+_directory_option = click.option(
+    "--directory",
+    envvar="SAFE_MIGRATE_DIRECTORY",
+    default="migrations",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The migrations directory (default: $SAFE_MIGRATE_DIRECTORY).",
+)
+
+
+def make_runner(url: str, directory: str) -> Runner:
+    """A :class:`.Runner` from a URL, a directory and ``SAFE_MIGRATE_*`` environment variables."""
+    from .config import DEFAULTS
+    from .config import PREFIX
+    from .config import load_settings
+    from .database import MigrationDatabase
+    from .runner import Runner
+
+    config = {
+        PREFIX + key: os.environ[PREFIX + key] for key in DEFAULTS if PREFIX + key in os.environ
+    }
+    config[PREFIX + "DATABASE_URI"] = url
+    config[PREFIX + "DIRECTORY"] = directory
+    settings = load_settings(config)
+    db = MigrationDatabase(
+        url,
+        ledger_table=settings.ledger_table,
+        ledger_schema=settings.ledger_schema,
+        connect_timeout=settings.connect_timeout,
+        key="--url",
+    )
+    return Runner(
+        db,
+        os.path.abspath(directory),
+        policy=settings.retry_policy(),
+        lock_timeout_ms=settings.lock_timeout_ms,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        dedicated_url=True,  # the URL was given for migrations: direct or session mode
+        lease_ttl=settings.lease_ttl,
+    )
+
+
+@click.command("run")
+@_url_option
+@_directory_option
+@click.option("--to", "to", metavar="VERSION", help="Stop after this version (inclusive).")
+@click.option("--out-of-order", is_flag=True, help="Also apply versions below applied ones.")
+@click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def run_command(
+    url: str, directory: str, to: str | None, out_of_order: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Apply pending migrations, each exactly once (same as `flask safe-migrate run`)."""
+    from .commands import execute_run
+
+    execute_run(
+        make_runner(url, directory),
+        to=to,
+        out_of_order=out_of_order,
+        dry_run=dry_run,
+        as_json=as_json,
+    )
+
+
+@click.command("status")
+@_url_option
+@_directory_option
+@click.option("--check", is_flag=True, help="Exit 1 if anything is pending, drifted or missing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@handle_errors
+def status_command(url: str, directory: str, check: bool, as_json: bool) -> None:
+    """Show applied, pending, drifted and missing migrations (same as `flask safe-migrate status`)."""
+    from .commands import report_status
+
+    runner = make_runner(url, directory)
+    try:
+        status = runner.status()
+    finally:
+        runner.db.dispose()
+    report_status(status, check=check, as_json=as_json)
+
+
+def register(group: click.Group) -> None:
+    """Add ``run`` and ``status`` to the ``python -m flask_safe_migrate`` group."""
+    group.add_command(run_command)
+    group.add_command(status_command)

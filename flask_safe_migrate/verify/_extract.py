@@ -1,0 +1,694 @@
+"""Find the files, read them, and pull out every SQL statement with its place.
+
+``.sql`` files are split exactly as the runner splits them
+(:func:`~flask_safe_migrate.sqlsplit.split_sql`, header directives read by
+the loader). Python files are read with :mod:`ast`, never imported: the SQL
+is the string literal passed to ``execute_with_retry`` (or a configured
+retry function), ``m.execute`` / ``m.scalar``, ``conn.execute(text(...))``,
+``db.session.execute(text(...))``, ``cursor.execute(...)`` and the like,
+following names bound to literals in the same function or at module level
+(including ``for sql in STATEMENTS``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import pathlib
+import re
+import typing as t
+
+from ..errors import BadInputError
+from ..errors import MigrationSourceError
+from ..loader import MIGRATION_NAME
+from ..loader import _scan_header
+from ..sqlsplit import Statement
+from ..sqlsplit import split_sql
+from . import _suppress
+from ._finding import Finding
+from ._model import SqlStatement
+from ._model import Unit
+from ._model import Via
+from ._sql import rewrite_placeholders
+from .dml import DYNAMIC_SQL
+from .dml import SQL_SYNTAX_ERROR
+from .dml import UNVERIFIABLE_SQL
+from .inputs import MIGRATION_SOURCE_ERROR
+
+_SKIP_DIRS = frozenset(
+    {"__pycache__", "node_modules", "site-packages", "venv", "build", "dist", "instance"}
+)
+_EXECUTE_ATTRS = frozenset({"execute", "exec_driver_sql", "executemany", "scalar", "scalars"})
+_TEXT_FUNCS = frozenset({"text", "dedent", "literal_column"})
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def collect(paths: t.Sequence[str | os.PathLike[str]]) -> list[pathlib.Path]:
+    """The ``.sql`` and ``.py`` files under ``paths``, in a meaningful order.
+
+    Files of a directory are ordered like migrations (by version number,
+    then name); hidden directories, ``__pycache__``, virtualenvs and build
+    output are skipped. A file named explicitly must be ``.sql`` or ``.py``.
+
+    :raises BadInputError: a path does not exist or is not a SQL/Python file.
+    """
+    found: list[pathlib.Path] = []
+    seen: set[pathlib.Path] = set()
+    for raw in paths:
+        path = pathlib.Path(raw)
+        if path.is_dir():
+            for directory, subdirs, files in os.walk(path):
+                subdirs[:] = sorted(
+                    d
+                    for d in subdirs
+                    if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info")
+                )
+                chosen = [f for f in files if f.endswith((".sql", ".py")) and not f.startswith(".")]
+                for name in sorted(chosen, key=_order):
+                    _add(pathlib.Path(directory) / name, found, seen)
+        elif path.is_file():
+            if path.suffix not in (".sql", ".py"):
+                raise BadInputError(
+                    f"{path}: not a .sql or .py file; verify reads SQL migrations and Python code"
+                )
+            _add(path, found, seen)
+        elif path.exists():
+            raise BadInputError(f"{path}: not a regular file or directory")
+        else:
+            raise BadInputError(f"{path}: no such file or directory")
+    return found
+
+
+def _add(path: pathlib.Path, found: list[pathlib.Path], seen: set[pathlib.Path]) -> None:
+    key = path.resolve()
+    if key not in seen:
+        seen.add(key)
+        found.append(path)
+
+
+def _order(name: str) -> tuple[int, int, str]:
+    match = MIGRATION_NAME.match(name)
+    return (0, int(match[1]), name) if match else (1, 0, name)
+
+
+def display_path(path: pathlib.Path, cwd: str) -> str:
+    """``path`` relative to the working directory, POSIX-style."""
+    try:
+        relative = os.path.relpath(path, cwd)
+    except ValueError:  # another drive on Windows
+        relative = str(path)
+    return pathlib.PurePath(relative).as_posix()
+
+
+def read_text(path: pathlib.Path) -> str:
+    """The file's text (UTF-8, BOM and CRLF removed as the loader does).
+
+    :raises BadInputError: unreadable, or not UTF-8.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    data = data.replace(b"\r\n", b"\n")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BadInputError(f"{path}:{line}: is not valid UTF-8; save the file as UTF-8") from exc
+
+
+# -- shared ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Extracted:
+    """What one file contributed: units, findings, and its allow comments by line."""
+
+    units: list[Unit] = dataclasses.field(default_factory=list)
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    allows: dict[int, list[_suppress.Allow]] = dataclasses.field(default_factory=dict)
+    all_allows: list[_suppress.Allow] = dataclasses.field(default_factory=list)
+    module: PyModule | None = None
+
+
+def _error_line(exc: MigrationSourceError, display: str, default: int) -> int:
+    match = re.match(re.escape(display) + r":(\d+)", str(exc))
+    return int(match[1]) if match else default
+
+
+def _source_error(exc: MigrationSourceError, display: str, line: int) -> Finding:
+    text = str(exc)
+    prefix = re.match(re.escape(display) + r"(?::\d+)?: ", text)
+    message = text[prefix.end() :] if prefix else text
+    if "SQL syntax error" in message:
+        return Finding(SQL_SYNTAX_ERROR, display, line, message, SQL_SYNTAX_ERROR.fix)
+    return Finding(MIGRATION_SOURCE_ERROR, display, line, message, MIGRATION_SOURCE_ERROR.fix)
+
+
+def _parse(
+    sql: str, display: str, line_offset: int = 0
+) -> tuple[list[Statement], MigrationSourceError | None]:
+    try:
+        return split_sql(sql, path=display, line_offset=line_offset), None
+    except MigrationSourceError as exc:
+        return [], exc
+
+
+def _expand_do(stmt: SqlStatement, display: str, findings: list[Finding]) -> list[SqlStatement]:
+    """The statements inside a ``DO`` block, each placed at the block's line."""
+    import pgparse
+
+    try:
+        functions = pgparse.parse_pgsql(stmt.sql)
+    except pgparse.PGQueryError as exc:
+        findings.append(
+            Finding(
+                UNVERIFIABLE_SQL,
+                display,
+                stmt.line,
+                f"the DO block does not parse as PL/pgSQL ({exc}); its statements cannot be checked",
+                UNVERIFIABLE_SQL.fix,
+                stmt.short(),
+            )
+        )
+        return []
+    inner: list[SqlStatement] = []
+    stack: list[t.Any] = [functions]
+    queries: list[str] = []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, list):
+            stack.extend(reversed(current))
+        elif isinstance(current, dict):
+            for key, value in current.items():
+                if key == "PLpgSQL_stmt_execsql":
+                    queries.append(
+                        value.get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query", "")
+                    )
+                elif key == "PLpgSQL_stmt_dynexecute":
+                    findings.append(
+                        Finding(
+                            UNVERIFIABLE_SQL,
+                            display,
+                            stmt.line,
+                            "the DO block runs EXECUTE of a string built at run time: what it "
+                            "does cannot be verified, and building SQL from values risks SQL injection",
+                            UNVERIFIABLE_SQL.fix,
+                            stmt.short(),
+                        )
+                    )
+                else:
+                    stack.append(value)
+    for query in queries:
+        parsed, error = _parse(rewrite_placeholders(query), display)
+        if error is not None:
+            continue  # PL/pgSQL variables in the query; the DO itself parsed
+        for raw in parsed:
+            if raw.node_type and raw.node is not None:
+                inner.append(
+                    dataclasses.replace(
+                        stmt, sql=raw.sql, node_type=raw.node_type, node=raw.node, raw=raw
+                    )
+                )
+    return inner
+
+
+def _wrap(
+    parsed: list[Statement],
+    display: str,
+    via: Via,
+    findings: list[Finding],
+    *,
+    line: int | None = None,
+    comment: t.Callable[[Statement], str] | str = "",
+    original: tuple[str, str] | None = None,
+    param_rows: int | None = 1,
+) -> list[SqlStatement]:
+    result: list[SqlStatement] = []
+    cursor = 0
+    for raw in parsed:
+        if raw.node_type is None or raw.node is None:
+            continue
+        text = raw.sql
+        if original is not None:
+            rewritten, source = original
+            at = rewritten.find(text, cursor)
+            if at != -1 and len(rewritten) == len(source):
+                text = source[at : at + len(text)]
+                cursor = at + len(text)
+        stmt = SqlStatement(
+            path=display,
+            line=line if line is not None else raw.line,
+            sql=text,
+            node_type=raw.node_type,
+            node=raw.node,
+            via=via,
+            comment=comment if isinstance(comment, str) else comment(raw),
+            param_rows=param_rows,
+            raw=raw,
+        )
+        if raw.node_type == "DoStmt":
+            result.extend(_expand_do(stmt, display, findings))
+        else:
+            result.append(stmt)
+    return result
+
+
+def _comment_above(lines: list[str], line: int, marker: str) -> str:
+    """The run of comment lines right above ``line`` plus a comment at its end."""
+    parts: list[str] = []
+    above = line - 1
+    while above >= 1 and lines[above - 1].lstrip().startswith(marker):
+        parts.append(lines[above - 1].strip()[len(marker) :].strip())
+        above -= 1
+    parts.reverse()
+    current = lines[line - 1] if 0 < line <= len(lines) else ""
+    if marker in current and not current.lstrip().startswith(marker):
+        parts.append(current.split(marker, 1)[1].strip())
+    return "\n".join(p for p in parts if p and not p.startswith("safe-migrate:"))
+
+
+# -- SQL files ----------------------------------------------------------------------------
+
+
+def extract_sql(path: pathlib.Path, display: str, text: str) -> Extracted:
+    """Units and findings of one ``.sql`` file (its up part; the down part is syntax-checked)."""
+    out = Extracted()
+    out.all_allows = _suppress.scan(text, python=False)
+    out.allows = _suppress.attach(text, out.all_allows, python=False)
+    # The runner's header reader does not know verify's allow comments; hide
+    # them from it (same length, so offsets stay put).
+    masked = text
+    for allow in out.all_allows:
+        lines = masked.split("\n")
+        lines[allow.line - 1] = re.sub(r"safe-migrate\s*:", "safe_migrate_", lines[allow.line - 1])
+        masked = "\n".join(lines)
+    try:
+        header = _scan_header(masked, display)
+    except MigrationSourceError as exc:
+        out.findings.append(_source_error(exc, display, _error_line(exc, display, 1)))
+        header = _scan_header("", display)
+    up = text if header.up_end is None else text[: header.up_end]
+    lines = text.split("\n")
+
+    def comment(raw: Statement) -> str:
+        return _comment_above(lines, raw.line, "--")
+
+    parsed, error = _parse(up, display)
+    if error is not None:
+        out.findings.append(_source_error(error, display, _error_line(error, display, 1)))
+    statements = _wrap(parsed, display, "migration", out.findings, comment=comment)
+    down: list[SqlStatement] = []
+    if header.down_start is not None:
+        parsed_down, error = _parse(text[header.down_start :], display, header.down_line or 0)
+        if error is not None:
+            out.findings.append(_source_error(error, display, _error_line(error, display, 1)))
+        down = _wrap(parsed_down, display, "migration", out.findings, comment=comment)
+    out.units.append(
+        Unit(
+            path=display,
+            label=path.stem,
+            kind="sql",
+            group=display.rsplit("/", 1)[0] if "/" in display else ".",
+            transactional=header.transactional,
+            statements=tuple(statements),
+            down=tuple(down),
+        )
+    )
+    return out
+
+
+# -- Python files -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PyModule:
+    """A parsed Python file and what the point checks need to know about it."""
+
+    path: str
+    text: str
+    tree: ast.Module
+    is_migration: bool
+    migration_scope: bool
+    retry_names: frozenset[str]
+    package_names: frozenset[str]
+    parents: dict[ast.AST, ast.AST]
+    lines: list[str]
+
+    def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The innermost function around ``node``."""
+        current = self.parents.get(node)
+        while current is not None:
+            if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return current
+            current = self.parents.get(current)
+        return None
+
+    def top_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The outermost function (or method) around ``node``."""
+        found = None
+        current = self.parents.get(node)
+        while current is not None:
+            if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found = current
+            current = self.parents.get(current)
+        return found
+
+    def comment_for(self, line: int) -> str:
+        """The ``#`` comments on or right above ``line``."""
+        return _comment_above(self.lines, line, "#")
+
+    def is_retry_call(self, call: ast.Call) -> bool:
+        """A call to a retry executor (configured name, or an alias of one)."""
+        func = call.func
+        if isinstance(func, ast.Name):
+            return func.id in self.retry_names
+        return isinstance(func, ast.Attribute) and func.attr in self.retry_names
+
+
+def parse_python(
+    path: pathlib.Path, display: str, text: str, retry_functions: t.Sequence[str]
+) -> PyModule:
+    """Parse a Python file, or raise :class:`BadInputError` (exit 2) when it does not parse."""
+    try:
+        tree = ast.parse(text, filename=display)
+    except SyntaxError as exc:
+        raise BadInputError(
+            f"{display}:{exc.lineno}: Python syntax error: {exc.msg}; verify reads Python "
+            "files without importing them, but they must parse"
+        ) from exc
+    parents: dict[ast.AST, ast.AST] = {}
+    for parent in ast.walk(tree):
+        for child in ast.iter_child_nodes(parent):
+            parents[child] = parent
+    retry = set(retry_functions)
+    package: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name in retry_functions or alias.name == "run_with_retry":
+                    local = alias.asname or alias.name
+                    retry.add(local)
+                    if (node.module or "").split(".")[0] == "flask_safe_migrate":
+                        package.add(local)
+    is_migration = MIGRATION_NAME.match(path.name) is not None
+    return PyModule(
+        path=display,
+        text=text,
+        tree=tree,
+        is_migration=is_migration,
+        migration_scope=is_migration or "migrat" in path.stem.lower(),
+        retry_names=frozenset(retry),
+        package_names=frozenset(package),
+        parents=parents,
+        lines=text.split("\n"),
+    )
+
+
+Resolved = list[str] | str | None  # literals | kind of dynamic SQL | unknown
+
+
+class _Resolver:
+    def __init__(self, module: PyModule) -> None:
+        self.module = module
+        self.constants: dict[str, ast.expr] = {}
+        for stmt in module.tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    self.constants[target.id] = stmt.value
+            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                if stmt.value is not None:
+                    self.constants[stmt.target.id] = stmt.value
+
+    def resolve(self, expr: ast.expr, at: ast.AST, depth: int = 0) -> Resolved:
+        if depth > 8:
+            return None
+        if isinstance(expr, ast.Constant):
+            return [expr.value] if isinstance(expr.value, str) else None
+        if isinstance(expr, ast.JoinedStr):
+            if all(isinstance(v, ast.Constant) for v in expr.values):
+                return ["".join(str(t.cast(ast.Constant, v).value) for v in expr.values)]
+            return "an f-string"
+        if isinstance(expr, ast.BinOp):
+            if isinstance(expr.op, ast.Add):
+                left = self.resolve(expr.left, at, depth + 1)
+                right = self.resolve(expr.right, at, depth + 1)
+                if (
+                    isinstance(left, list)
+                    and isinstance(right, list)
+                    and len(left) == len(right) == 1
+                ):
+                    return [left[0] + right[0]]
+                if left is None and right is None:
+                    return None
+                return "'+' concatenation"
+            if isinstance(expr.op, ast.Mod):
+                left = self.resolve(expr.left, at, depth + 1)
+                return "'%' formatting" if left is not None else None
+            return None
+        if isinstance(expr, ast.Call):
+            func = expr.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "format" and isinstance(func, ast.Attribute):
+                base = self.resolve(func.value, at, depth + 1)
+                return "'.format()'" if base is not None else None
+            if name in _TEXT_FUNCS and expr.args:
+                return self.resolve(expr.args[0], at, depth + 1)
+            return None
+        if isinstance(expr, ast.Name):
+            return self._name(expr, at, depth)
+        return None
+
+    def _name(self, name: ast.Name, at: ast.AST, depth: int) -> Resolved:
+        function = self.module.enclosing_function(at)
+        line = getattr(at, "lineno", 0)
+        if function is not None:
+            args = function.args
+            params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+            binding: ast.expr | None = None
+            loop: ast.expr | None = None
+            for node in ast.walk(function):
+                if getattr(node, "lineno", line + 1) > line:
+                    continue
+                if isinstance(node, ast.Assign) and any(
+                    isinstance(target, ast.Name) and target.id == name.id for target in node.targets
+                ):
+                    binding, loop = node.value, None
+                elif (
+                    isinstance(node, ast.For)
+                    and isinstance(node.target, ast.Name)
+                    and node.target.id == name.id
+                ):
+                    binding, loop = None, node.iter
+            if loop is not None:
+                return self._items(loop, at, depth)
+            if binding is not None:
+                return self.resolve(binding, at, depth + 1)
+            if name.id in params:
+                return None
+        for node in ast.walk(self.module.tree):
+            if (
+                isinstance(node, ast.For)
+                and isinstance(node.target, ast.Name)
+                and node.target.id == name.id
+                and self.module.enclosing_function(node) is None
+                and getattr(node, "lineno", 0) <= line <= getattr(node, "end_lineno", 0)
+            ):
+                return self._items(node.iter, at, depth)
+        value = self.constants.get(name.id)
+        return self.resolve(value, at, depth + 1) if value is not None else None
+
+    def _items(self, iterable: ast.expr, at: ast.AST, depth: int) -> Resolved:
+        if isinstance(iterable, ast.Name):
+            value = self.constants.get(iterable.id)
+            if value is None:
+                return None
+            iterable = value
+        if isinstance(iterable, (ast.List, ast.Tuple)):
+            result: list[str] = []
+            for element in iterable.elts:
+                item = self.resolve(element, at, depth + 1)
+                if not isinstance(item, list):
+                    return item
+                result.extend(item)
+            return result
+        return None
+
+    def rows(self, expr: ast.expr | None, at: ast.AST, depth: int = 0) -> int | None:
+        """How many parameter sets a call passes (1 for none or a dict)."""
+        if expr is None or isinstance(expr, ast.Dict):
+            return 1
+        if isinstance(expr, ast.Constant) and expr.value is None:
+            return 1
+        if isinstance(expr, (ast.List, ast.Tuple)):
+            if all(isinstance(e, (ast.Dict, ast.Tuple, ast.List)) for e in expr.elts):
+                return len(expr.elts) if isinstance(expr, ast.List) or expr.elts else 1
+            return 1  # a tuple of positional values
+        if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "dict":
+            return 1
+        if isinstance(expr, ast.Name) and depth < 4:
+            function = self.module.enclosing_function(at)
+            scope: ast.AST = function if function is not None else self.module.tree
+            line = getattr(at, "lineno", 0)
+            binding = None
+            for node in ast.walk(scope):
+                if (
+                    isinstance(node, ast.Assign)
+                    and getattr(node, "lineno", line + 1) <= line
+                    and any(isinstance(x, ast.Name) and x.id == expr.id for x in node.targets)
+                ):
+                    binding = node.value
+            if binding is None:
+                binding = self.constants.get(expr.id)
+            return self.rows(binding, at, depth + 1) if binding is not None else None
+        return None
+
+
+def _sql_arguments(
+    module: PyModule, call: ast.Call
+) -> tuple[Via, ast.expr, ast.expr | None] | None:
+    keywords = {k.arg: k.value for k in call.keywords if k.arg}
+    if module.is_retry_call(call):
+        sql = keywords.get("sql") or keywords.get("statement") or keywords.get("query")
+        params = keywords.get("params") or keywords.get("parameters")
+        if sql is None:
+            if len(call.args) >= 2:
+                sql = call.args[1]
+                params = params or (call.args[2] if len(call.args) > 2 else None)
+            elif call.args:
+                sql = call.args[0]
+        if sql is None:
+            return None
+        via: Via = "migration" if module.is_migration else "retry"
+        return via, sql, params
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in _EXECUTE_ATTRS and call.args:
+        params = call.args[1] if len(call.args) > 1 else keywords.get("parameters")
+        return ("migration" if module.is_migration else "execute"), call.args[0], params
+    return None
+
+
+def extract_python(module: PyModule) -> Extracted:
+    """Units (per migration file, or per function of an application module) and findings."""
+    out = Extracted(module=module)
+    out.all_allows = _suppress.scan(module.text, python=True)
+    out.allows = _suppress.attach(module.text, out.all_allows, python=True)
+    resolver = _Resolver(module)
+    calls = sorted(
+        (n for n in ast.walk(module.tree) if isinstance(n, ast.Call)),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    units: dict[str, tuple[list[SqlStatement], list[SqlStatement]]] = {}
+    order: list[str] = []
+    for call in calls:
+        found = _sql_arguments(module, call)
+        if found is None:
+            continue
+        via, sql_expr, params = found
+        resolved = resolver.resolve(sql_expr, call)
+        if resolved is None:
+            continue
+        segment = ast.get_source_segment(module.text, call) or ""
+        snippet = " ".join(segment.split())
+        if isinstance(resolved, str):
+            out.findings.append(
+                Finding(
+                    DYNAMIC_SQL,
+                    module.path,
+                    call.lineno,
+                    f"SQL built with {resolved} cannot be verified, and interpolating values "
+                    "into SQL is an SQL-injection risk",
+                    DYNAMIC_SQL.fix,
+                    snippet[:120],
+                )
+            )
+            continue
+        top = module.top_function(call)
+        if module.is_migration:
+            label = pathlib.PurePath(module.path).stem
+            is_down = top is not None and top.name == "downgrade"
+        else:
+            label = f"{pathlib.PurePath(module.path).name}:{top.name if top else '<module>'}"
+            is_down = False
+        if label not in units:
+            units[label] = ([], [])
+            order.append(label)
+        rows = resolver.rows(params, call)
+        comment = module.comment_for(call.lineno)
+        for sql in resolved:
+            rewritten = rewrite_placeholders(sql)
+            parsed, error = _parse(rewritten, module.path)
+            if error is not None:
+                message = str(error)
+                message = message.split(": ", 1)[1] if message.startswith(module.path) else message
+                out.findings.append(
+                    Finding(
+                        SQL_SYNTAX_ERROR,
+                        module.path,
+                        call.lineno,
+                        message,
+                        SQL_SYNTAX_ERROR.fix,
+                        snippet[:120],
+                    )
+                )
+                continue
+            sql_comments = "\n".join(
+                line.strip()[2:].strip()
+                for line in sql.split("\n")
+                if line.strip().startswith("--")
+            )
+            statements = _wrap(
+                parsed,
+                module.path,
+                via,
+                out.findings,
+                line=call.lineno,
+                comment="\n".join(p for p in (comment, sql_comments) if p),
+                original=(rewritten, sql),
+                param_rows=rows,
+            )
+            units[label][1 if is_down else 0].extend(statements)
+    transactional: bool | None = None
+    if module.is_migration:
+        transactional = True
+        for stmt in module.tree.body:
+            if (
+                isinstance(stmt, ast.Assign)
+                and any(isinstance(x, ast.Name) and x.id == "transaction" for x in stmt.targets)
+                and isinstance(stmt.value, ast.Constant)
+            ):
+                transactional = bool(stmt.value.value)
+    group = module.path
+    if module.is_migration:
+        group = module.path.rsplit("/", 1)[0] if "/" in module.path else "."
+    for label in order:
+        up, down = units[label]
+        out.units.append(
+            Unit(
+                path=module.path,
+                label=label,
+                kind="py-migration" if module.is_migration else "python",
+                group=group,
+                transactional=transactional,
+                statements=tuple(up),
+                down=tuple(down),
+            )
+        )
+    if module.is_migration and not order:
+        out.units.append(
+            Unit(
+                module.path,
+                pathlib.PurePath(module.path).stem,
+                "py-migration",
+                group,
+                transactional,
+                (),
+            )
+        )
+    return out

@@ -1,0 +1,262 @@
+"""``flask safe-migrate drill``: finds the unsafe migration at the right point, and cleans up.
+
+The drill's own proof on a safe history (every example migration ✅) is in
+``tests/test_reliability.py``; here: the deliberately unsafe fixture
+(``tests/fixtures/drill_unsafe``: a no-transaction Python migration whose UPDATE is not
+idempotent), the JSON document, random mode, the refusals (SQLite, a pooler URL) and the
+scratch databases being dropped, also when the drill is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from flask_safe_migrate.drill import SCRATCH_PREFIX
+from flask_safe_migrate.drill import plan_points
+from flask_safe_migrate.loader import discover
+from tests.helpers import EXAMPLE_MIGRATIONS
+from tests.helpers import make_app
+from tests.infra.pgbouncer import PgBouncer
+from tests.infra.postgres import Server
+from tests.infra.postgres import TlsCluster
+
+REPO = Path(__file__).resolve().parent.parent
+UNSAFE = REPO / "tests" / "fixtures" / "drill_unsafe"
+
+
+def invoke(app: t.Any, *args: str) -> t.Any:
+    return app.test_cli_runner().invoke(args=["safe-migrate", "drill", *args])
+
+
+def scratch_databases(admin_url: str) -> set[str]:
+    engine = sa.create_engine(admin_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return {
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (SCRATCH_PREFIX + "%",),
+                )
+            }
+    finally:
+        engine.dispose()
+
+
+def test_drill_reports_the_unsafe_migration_at_the_point_that_breaks_it(
+    pg_server: Server, pg_url: str
+) -> None:
+    """Injects: the drill's systematic cuts (before/after each statement, COMMIT in flight,
+    COMMIT reply lost) on the unsafe fixture's three migrations.
+
+    Checks: 0002 (no-transaction ``UPDATE accounts SET balance = balance + 10``) is ❌ at "cut
+    after statement 1, its reply lost" with the doubled credit quoted from the rows (110
+    expected, 120 found); the transactional 0001 and 0003 are ✅; exit 1; the table and the
+    summary are printed; no scratch database is left.
+    """
+    before = scratch_databases(pg_server.admin_url)
+    app, _ = make_app(pg_url, UNSAFE)
+    result = invoke(app)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    row = {line.split()[1]: line for line in lines if line[:1] in ("✅", "❌")}
+    assert row["0001"].startswith("✅") and "retry-safe" in row["0001"]
+    assert row["0003"].startswith("✅") and "retry-safe" in row["0003"]
+    assert row["0002"].startswith("❌"), row["0002"]
+    assert "rows of public.accounts differ" in row["0002"]
+    assert '"balance": 110' in row["0002"] and '"balance": 120' in row["0002"]
+    assert (
+        "after cut after statement 1 (UPDATE accounts SET balance = balance + 10), its reply lost"
+        in row["0002"]
+    )
+    assert "1 migration(s) NOT retry-safe" in result.stdout
+    # Progress went to stderr while it worked.
+    assert "[2/3] ❌ 0002_credit_welcome_bonus" in result.stderr
+    assert scratch_databases(pg_server.admin_url) - before == set()
+
+
+def test_drill_json_document_names_the_failure_and_every_point(pg_url: str) -> None:
+    """Injects: the systematic cuts on 0002 of the unsafe fixture only (``--from 0002 --to
+    0002``; 0001 is applied cleanly to build the state).
+
+    Checks: one JSON document with ``schema_version``, ``ok`` false, ``fault_points``,
+    ``failures``; per migration ``version``, ``name``, ``checksum``, ``state``; 0001 is
+    ``not_drilled``; 0002 ``unsafe`` with 4 points (before/after its one statement, COMMIT of the
+    ledger row in flight / reply lost), every point fired, the statement points were retried,
+    exactly the "after statement 1" point failed, with the fingerprint difference; exit 1.
+    """
+    app, _ = make_app(pg_url, UNSAFE)
+    result = invoke(app, "--json", "--from", "0002", "--to", "0002")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert document["schema_version"] == 1
+    assert document["ok"] is False and document["mode"] == "systematic"
+    assert document["fault_points"] == 4 and document["failures"] == 1
+    first, second = document["migrations"]
+    assert set(second) >= {"version", "name", "checksum", "state", "fault_points", "failures"}
+    assert first["version"] == "0001" and first["state"] == "not_drilled"
+    assert second["version"] == "0002" and second["name"] == "credit_welcome_bonus"
+    assert second["checksum"] == discover(UNSAFE)[1].checksum
+    assert second["state"] == "unsafe" and second["transactional"] is False
+    points = {p["point"]: p for p in second["points"]}
+    assert all(p["fired"] for p in points.values()), points
+    assert all(points[p]["attempts"] >= 2 for p in points if "statement" in p), points
+    (failure,) = second["failures"]
+    assert failure["point"].startswith("cut after statement 1 (UPDATE accounts")
+    assert failure["error"] is None
+    assert failure["differences"][0].startswith("rows of public.accounts differ (same count, 3)")
+    assert sorted(p for p, v in points.items() if v["ok"]) == [
+        "cut before statement 1 (UPDATE accounts SET balance = balance + 10)",
+        "cut while the ledger row's COMMIT is in flight",
+        "lost reply to the ledger row's COMMIT",
+    ]
+
+
+def test_drill_random_mode_on_a_transactional_migration(pg_url: str) -> None:
+    """Injects: ``--random 4 --rate 0.1``: four applies of 0001 (transactional) with random cuts
+    (seeds 7..10; odd seeds RST, even FIN) on every relayed chunk.
+
+    Checks: the mode is ``random``; four runs, each labelled with its seed (replayable) and where
+    its cuts landed; cuts really landed; 0001 is ✅ (a transaction survives any cut) and the
+    document is ok (exit 0).
+    """
+    app, _ = make_app(pg_url, UNSAFE)
+    result = invoke(app, "--json", "--random", "4", "--rate", "0.1", "--seed", "7", "--to", "0001")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["mode"] == "random" and document["ok"] is True
+    (only,) = document["migrations"]
+    assert only["state"] == "retry_safe" and only["fault_points"] == 4
+    labels = [p["point"] for p in only["points"]]
+    assert [label.split(":")[0] for label in labels] == [
+        "random cuts (rate 0.1, seed 7, RST)",
+        "random cuts (rate 0.1, seed 8, FIN)",
+        "random cuts (rate 0.1, seed 9, RST)",
+        "random cuts (rate 0.1, seed 10, FIN)",
+    ]
+    assert any("cut(s)" in label for label in labels), labels
+
+
+def test_drill_on_sqlite_says_it_needs_postgres(tmp_path: Path) -> None:
+    """Injects nothing: an app on SQLite. Checks: exit 2 and a message naming PostgreSQL."""
+    app, _ = make_app(f"sqlite:///{tmp_path / 'app.db'}", UNSAFE)
+    result = invoke(app)
+    assert result.exit_code == 2, result.output
+    assert "the drill needs PostgreSQL" in result.output and "sqlite" in result.output
+
+
+def test_drill_through_a_pooler_asks_for_a_direct_scratch_url(
+    tls_cluster: TlsCluster, pgbouncer: PgBouncer, pgb_url: str
+) -> None:
+    """Injects: an app whose migration URL goes through PgBouncer (transaction mode).
+
+    Checks: the drill refuses with exit 2 and names ``--scratch-url`` (templates cannot be
+    copied through a pooler); with ``--scratch-url`` (direct, the password-authenticated app role
+    with CREATEDB, plaintext) it drills 0001 of the unsafe fixture: ✅, exit 0.
+    """
+    app, _ = make_app(pgb_url, UNSAFE)
+    refused = invoke(app)
+    assert refused.exit_code == 2, refused.output
+    assert "connection pooler" in refused.output and "--scratch-url" in refused.output
+    direct = tls_cluster.app_url("postgres", sslmode="disable")
+    result = invoke(app, "--scratch-url", direct, "--to", "0001")
+    assert result.exit_code == 0, result.output
+    assert "✅ 0001" in result.stdout and "every migration is retry-safe" in result.stdout
+    assert scratch_databases(tls_cluster.admin_url) == set()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_drill_drops_its_scratch_databases_when_interrupted(
+    sig: signal.Signals, pg_server: Server, pg_url: str, tmp_path: Path
+) -> None:
+    """Injects: ``SIGINT`` (Ctrl-C) or ``SIGTERM`` (a cancelled CI job) to a real ``flask
+    safe-migrate drill`` process on the example history, once it is drilling 0002.
+
+    Checks: it exits 130 saying its scratch databases were dropped, and none of them is left on
+    the server (there were some while it ran).
+    """
+    before = scratch_databases(pg_server.admin_url)
+    (tmp_path / "sm_drill_app.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.helpers import make_app
+
+            app, ext = make_app({pg_url!r}, {EXAMPLE_MIGRATIONS!r})
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(tmp_path)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "sm_drill_app", "safe-migrate", "drill"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("[2/10] 0002_create_statuses"):
+                break
+        else:
+            pytest.fail("the drill never reached 0002:\n" + "".join(seen))
+        during = scratch_databases(pg_server.admin_url) - before
+        assert during, "no scratch database while drilling"
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "scratch databases were dropped" in rest
+    deadline = time.monotonic() + 5
+    while scratch_databases(pg_server.admin_url) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scratch_databases(pg_server.admin_url) - before == set()
+
+
+def test_plan_points_for_a_python_migration_skip_the_runners_own_queries() -> None:
+    """Injects nothing: a recorded query stream of a Python no-transaction migration.
+
+    Checks: only the migration's own statement gets before/after points (not the runner's SET,
+    ledger or lease queries), its occurrence count spans the whole run, and the COMMIT points
+    target the ledger row's COMMIT.
+    """
+    migration = discover(UNSAFE)[1]
+    queries = [
+        "SELECT version, name FROM safe_migrate_ledger",
+        "BEGIN",
+        "UPDATE accounts SET balance = balance + 10",  # an earlier, identical query
+        "COMMIT",
+        "SET lock_timeout = '2s'",  # the window starts here
+        "UPDATE accounts SET balance = balance + 10",
+        "BEGIN",
+        "INSERT INTO \"safe_migrate_ledger\" (version) VALUES ('0002')",
+        "COMMIT",
+        "DELETE FROM safe_migrate_ledger_lease WHERE id = 1",
+    ]
+    points, statements = plan_points(migration, queries, (4, 9))
+    assert statements == ["UPDATE accounts SET balance = balance + 10"]
+    assert [(p.when, p.nth) for p in points] == [
+        ("before_query", 2),
+        ("after_query", 2),
+        ("commit_in_flight", 2),
+        ("commit_reply_lost", 2),
+    ]

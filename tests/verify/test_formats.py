@@ -1,0 +1,193 @@
+"""verify's outputs (text, JSON, SARIF), exit codes, and both ways to run it."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from flask_safe_migrate.__main__ import main
+from flask_safe_migrate.verify import RULES
+from flask_safe_migrate.verify import verify_paths
+from flask_safe_migrate.verify._sql import rewrite_placeholders
+from flask_safe_migrate.verify.report import sarif
+
+HERE = pathlib.Path(__file__).parent
+ROOT = HERE.parent.parent
+SCHEMA = json.loads((HERE / "sarif-schema-2.1.0-subset.json").read_text())
+SEED = HERE / "seed" / "db_migrate.py"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["verify", *args])
+    return result.exit_code, result.output
+
+
+def test_json_has_exactly_the_contract_keys() -> None:
+    code, output = run("--format", "json", str(SEED))
+    assert code == 1
+    document = json.loads(output)
+    assert set(document) == {"schema_version", "points", "findings", "dml"}
+    assert [p["id"] for p in document["points"]] == [1, 2, 3]
+    for point in document["points"]:
+        assert set(point) == {"id", "ok", "summary"}
+    for finding in document["findings"]:
+        assert set(finding) == {"point", "rule", "severity", "path", "line", "message", "fix"}
+        assert finding["severity"] in ("error", "warning") and finding["line"] >= 1
+    for entry in document["dml"]:
+        assert set(entry) == {"path", "line", "statement", "category", "safe", "reason"}
+
+
+def test_suppressed_findings_stay_in_json_with_their_reason(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m.sql").write_text(
+        "-- safe-migrate: allow unsafe-dml -- 40 rows, checked by hand\nUPDATE leads SET a = 1;\n"
+    )
+    code, output = run("--format", "json", str(tmp_path / "m.sql"))
+    assert code == 0
+    [finding] = json.loads(output)["findings"]
+    assert finding["rule"] == "unsafe-dml" and finding["line"] == 2
+    assert finding["suppressed"] is True and finding["reason"] == "40 rows, checked by hand"
+
+
+def test_python_suppression(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "jobs.py").write_text(
+        "from flask_safe_migrate import execute_with_retry\n\n\ndef fix(engine):\n"
+        "    # safe-migrate: allow[unsafe-dml] one-off, table has 12 rows\n"
+        "    execute_with_retry(engine, 'UPDATE leads SET a = 1')\n"
+    )
+    report = verify_paths([tmp_path])
+    assert report.ok
+    assert [f.suppressed for f in report.findings] == ["one-off, table has 12 rows"]
+
+
+def test_sarif_validates_against_the_schema() -> None:
+    document = sarif(verify_paths([SEED, ROOT / "example_app" / "migrations"]), RULES, version="1")
+    jsonschema.Draft4Validator(SCHEMA).validate(document)
+    results = document["runs"][0]["results"]
+    assert results and all(
+        r["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1 for r in results
+    )
+    rule_ids = [r["id"] for r in document["runs"][0]["tool"]["driver"]["rules"]]
+    assert len(rule_ids) == len(set(rule_ids)) == len(RULES)
+
+
+def test_sarif_cli_output_validates(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m.sql").write_text(
+        "-- safe-migrate: allow lock-table -- 12 rows\nLOCK TABLE leads;\nVACUUM FULL leads;\n"
+    )
+    code, output = run("--format", "sarif", str(tmp_path / "m.sql"))
+    assert code == 1
+    document = json.loads(output)
+    jsonschema.Draft4Validator(SCHEMA).validate(document)
+    suppressed = [r for r in document["runs"][0]["results"] if r.get("suppressions")]
+    assert suppressed[0]["suppressions"] == [{"kind": "inSource", "justification": "12 rows"}]
+
+
+def test_text_report_reproduces_the_seed_report_for_the_example_app() -> None:
+    code, output = run(str(ROOT / "example_app" / "migrations"))
+    assert code == 0
+    assert "MIGRATION STABILITY VERIFICATION" in output
+    assert "3 Critical Points - All ✅" in output
+    for number in (1, 2, 3):
+        assert f"Point {number}:" in output
+    assert "Found: 6 DML operation(s)" in output and "Analysis: All SAFE" in output
+    assert "deduplication before a unique index" in output
+    assert "\x1b[" not in output  # no colour when not on a terminal
+
+
+def test_text_report_shows_findings_with_place_and_fix() -> None:
+    code, output = run(str(SEED))
+    assert code == 1
+    assert "❌ FAILED" in output
+    assert "db_migrate.py:39  dynamic-sql" in output
+    assert "fix: " in output
+
+
+def test_sql_that_does_not_parse_is_a_finding_not_a_traceback(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "broken.sql").write_text("-- é\n\nALTER TABLE leads ADD COLUMN;\n")
+    code, output = run("--format", "json", str(tmp_path / "broken.sql"))
+    assert code == 1
+    [finding] = json.loads(output)["findings"]
+    assert finding["rule"] == "sql-syntax-error" and finding["line"] == 3
+
+
+def test_usage_errors_exit_2(tmp_path: pathlib.Path) -> None:
+    code, output = run(str(tmp_path / "missing"))
+    assert code == 2 and "no such file" in output
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    code, output = run(str(tmp_path / "bad.py"))
+    assert code == 2 and "Python syntax error" in output
+    (tmp_path / "notes.txt").write_text("x")
+    assert run(str(tmp_path / "notes.txt"))[0] == 2
+
+
+def test_lines_are_lines_of_the_first_token_with_multibyte_comments(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m.sql").write_text(
+        "-- מיגרציה: é è ✅\n/* block\n comment */\n\nCREATE INDEX i ON leads (a);\n"
+        "-- more ✅\nCLUSTER leads;\n"
+    )
+    report = verify_paths([tmp_path / "m.sql"], cwd=str(tmp_path))
+    assert [(f.rule.name, f.line, f.path) for f in report.findings] == [
+        ("require-concurrent-index", 5, "m.sql"),
+        ("cluster", 7, "m.sql"),
+    ]
+
+
+def test_paths_are_relative_posix(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.sql").write_text("CLUSTER leads;\n")
+    report = verify_paths([tmp_path], cwd=str(tmp_path))
+    assert report.findings[0].path == "sub/m.sql"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT :a, :b, :a", "SELECT $1, $2, $1"),
+        ("SELECT x::int, :val", "SELECT x::int, $1  "),
+        ("SELECT %(name)s, %s", "SELECT $1      , $2"),
+        ("SELECT ':no', \"a:b\" -- :c\n, $$ :d $$", "SELECT ':no', \"a:b\" -- :c\n, $$ :d $$"),
+        ("SELECT a %% 2, %s", "SELECT a %  2, $1"),
+    ],
+)
+def test_placeholder_rewriting(sql: str, expected: str) -> None:
+    assert rewrite_placeholders(sql) == expected
+
+
+def test_flask_command_uses_the_configured_directory() -> None:
+    from flask import Flask
+
+    from flask_safe_migrate import SafeMigrate
+
+    app = Flask(__name__, root_path=str(ROOT / "example_app"))
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    SafeMigrate(app, directory="migrations")
+    result = app.test_cli_runner().invoke(args=["safe-migrate", "verify", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert all(p["ok"] for p in document["points"]) and len(document["dml"]) == 6
+
+
+def test_python_dash_m_without_an_app() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask_safe_migrate",
+            "verify",
+            "example_app/migrations",
+            "--format",
+            "json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    assert document["findings"][0]["path"].startswith("example_app/migrations/")

@@ -1,0 +1,36 @@
+"""Shared bits of the workflow command tests."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from click.testing import Result
+from flask import Flask
+
+
+def invoke(app: Flask, *args: str, input: str | None = None) -> Result:
+    """Run ``flask safe-migrate ARGS`` through Flask's CLI test runner."""
+    return app.test_cli_runner().invoke(args=["safe-migrate", *args], input=input)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> str:
+    """A fresh database: Postgres, then SQLite (for commands that work on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run statements (DDL included) on ``url`` in one transaction."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()

@@ -1,0 +1,138 @@
+"""Monitoring: Flask signals around each migration and run, and structured log records."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import pytest
+
+from flask_safe_migrate import signals
+from flask_safe_migrate.errors import MigrationError
+from flask_safe_migrate.faults import Cut
+from flask_safe_migrate.faults import FaultProxy
+from tests.helpers import make_app
+from tests.helpers import write_migrations
+from tests.workflow.conftest import invoke
+
+FILES = {
+    "0001_create_leads.sql": "CREATE TABLE leads (id integer PRIMARY KEY, email text);\n",
+    "0002_add_score.sql": "ALTER TABLE leads ADD COLUMN score integer;\n",
+}
+BROKEN = {"0003_broken.sql": "ALTER TABLE nowhere ADD COLUMN x integer;\n"}
+
+
+class Recorder:
+    """Connects to all four signals and keeps (signal, sender, kwargs) in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, t.Any, dict[str, t.Any]]] = []
+
+    def receiver(self, name: str) -> t.Callable[..., None]:
+        def receive(sender: t.Any, **kwargs: t.Any) -> None:
+            self.calls.append((name, sender, kwargs))
+
+        return receive
+
+    def connected(self, app: t.Any) -> t.Any:
+        import contextlib
+
+        stack = contextlib.ExitStack()
+        for name in ("migration_started", "migration_applied", "migration_failed", "run_finished"):
+            signal = getattr(signals, name)
+            stack.enter_context(signal.connected_to(self.receiver(name), sender=app))
+        return stack
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.calls]
+
+
+def test_upgrade_sends_signals_before_and_after_each_migration(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", FILES))
+    recorder = Recorder()
+    with recorder.connected(app):
+        outcomes = ext.upgrade(app)
+    assert recorder.names() == [
+        "migration_started",
+        "migration_applied",
+        "migration_started",
+        "migration_applied",
+        "run_finished",
+    ]
+    assert all(sender is app for _, sender, _ in recorder.calls)
+    started = recorder.calls[0][2]
+    assert started == {"version": "0001", "name": "create_leads", "bind": None}
+    applied = recorder.calls[1][2]
+    assert applied["outcome"] == outcomes[0] and applied["outcome"].attempts == 1
+    finished = recorder.calls[-1][2]
+    assert finished["outcomes"] == tuple(outcomes) and finished["error"] is None
+    assert finished["duration_ms"] >= 0
+    # nothing to apply: still one run_finished
+    with recorder.connected(app):
+        assert ext.upgrade(app) == []
+    assert recorder.names()[-1] == "run_finished" and recorder.calls[-1][2]["outcomes"] == ()
+
+
+def test_failed_migration_sends_migration_failed_and_run_finished(pg_url, tmp_path) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", {**FILES, **BROKEN}))
+    recorder = Recorder()
+    with recorder.connected(app), pytest.raises(MigrationError):
+        ext.upgrade(app)
+    assert recorder.names()[-3:] == ["migration_started", "migration_failed", "run_finished"]
+    failed = recorder.calls[-2][2]
+    assert failed["version"] == "0003" and isinstance(failed["error"], MigrationError)
+    finished = recorder.calls[-1][2]
+    assert [o.version for o in finished["outcomes"]] == ["0001", "0002"]
+    assert finished["error"] is failed["error"]
+
+
+def test_cli_run_sends_signals_and_a_raising_receiver_is_ignored(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", FILES))
+    recorder = Recorder()
+
+    def broken(sender: t.Any, **kwargs: t.Any) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    with recorder.connected(app), signals.migration_applied.connected_to(broken, sender=app):
+        result = invoke(app, "run")
+    assert result.exit_code == 0, result.output
+    assert recorder.names().count("migration_applied") == 2
+    assert recorder.names()[-1] == "run_finished"
+
+
+def test_structured_log_records_per_attempt_migration_and_run(pg_url, tmp_path, caplog) -> None:
+    directory = write_migrations(tmp_path / "m", FILES)
+    with FaultProxy.for_url(pg_url) as proxy:
+        proxy.add_cut(Cut("after_query", match="ALTER TABLE leads"))
+        app, ext = make_app(proxy.url(pg_url), directory)
+        with caplog.at_level(logging.DEBUG, logger="flask_safe_migrate"):
+            ext.upgrade(app)
+    by_event: dict[str, list[logging.LogRecord]] = {}
+    for record in caplog.records:
+        event = getattr(record, "safe_migrate_event", None)
+        if event:
+            by_event.setdefault(event, []).append(record)
+    (attempt,) = by_event["attempt_failed"]
+    assert attempt.attempt == 1 and attempt.transience == "disconnect"
+    assert "0002_add_score" in attempt.label and attempt.retry_in_s >= 0
+    migrations = by_event["migration_applied"]
+    assert [(r.version, r.migration, r.attempts) for r in migrations] == [
+        ("0001", "0001_create_leads", 1),
+        ("0002", "0002_add_score", 2),
+    ]
+    assert all(isinstance(r.duration_ms, int) for r in migrations)
+    (run,) = by_event["run_finished"]
+    assert run.ok is True and run.applied == 2 and run.versions == ["0001", "0002"]
+    assert "***" not in run.getMessage() and "password" not in run.getMessage()
+
+
+def test_failure_log_records(pg_url, tmp_path, caplog) -> None:
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", {**FILES, **BROKEN}))
+    with caplog.at_level(logging.INFO, logger="flask_safe_migrate"), pytest.raises(MigrationError):
+        ext.upgrade(app)
+    events = {getattr(r, "safe_migrate_event", None): r for r in caplog.records}
+    failed = events["migration_failed"]
+    assert failed.version == "0003" and failed.levelno == logging.ERROR
+    assert failed.error_type == "MigrationError" and "nowhere" in failed.error
+    run = events["run_finished"]
+    assert run.ok is False and run.applied == 2 and run.error_type == "MigrationError"

@@ -1,0 +1,115 @@
+"""`plan`, `run --dry-run` and `wait`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from tests.helpers import make_app
+from tests.helpers import write_migrations
+from tests.workflow.conftest import invoke
+
+FILES = {
+    "0001_create_leads.sql": "-- safe-migrate: lock-timeout=5s\n"
+    "CREATE TABLE leads (id serial PRIMARY KEY, email text);\n"
+    "INSERT INTO leads (email) VALUES ('a@example.com');\n",
+    "0002_index_email.sql": "-- safe-migrate: no-transaction\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS leads_email_idx ON leads (email);\n",
+    "0003_score.py": "statement_timeout = '30s'\n"
+    "def upgrade(m):\n    m.execute('ALTER TABLE leads ADD COLUMN score int')\n",
+}
+
+
+def test_plan_lists_statements_modes_and_timeouts_and_touches_nothing(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", FILES))
+    result = invoke(app, "plan")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "0001_create_leads (sql): one transaction; lock_timeout 5000ms" in out
+    assert "2: CREATE TABLE leads (id serial PRIMARY KEY, email text)" in out
+    assert "3: INSERT INTO leads (email) VALUES ('a@example.com')" in out
+    assert (
+        "0002_index_email (sql): no transaction (statement by statement); lock_timeout 2000ms"
+        in out
+    )
+    assert "0003_score (py): one transaction" in out and "statement_timeout 30000ms" in out
+    assert "verdict safe" in out
+    assert "3 migrations would be applied." in out
+    # nothing was written: not even the ledger table
+    status = json.loads(invoke(app, "status", "--json").stdout)
+    assert status["counts"]["pending"] == 3
+    from tests.helpers import scalar
+
+    assert scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger') IS NULL") is True
+
+
+def test_plan_to_and_json(pg_url, tmp_path) -> None:
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", FILES))
+    document = json.loads(invoke(app, "plan", "--to", "0002", "--json").stdout)
+    assert document["schema_version"] == 1 and document["pending"] == 2
+    first, second = document["migrations"]
+    assert first["state"] == "pending" and first["transaction"] == "per-migration"
+    assert first["lock_timeout_ms"] == 5000 and first["verdict"] == "safe"
+    assert [s["line"] for s in first["statements"]] == [2, 3]
+    assert second["transaction"] == "none"
+
+
+def test_plan_fails_where_run_would(pg_url, tmp_path) -> None:
+    files = {
+        "0001_bad.sql": "-- safe-migrate: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n"
+    }
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    result = invoke(app, "plan")
+    assert result.exit_code == 2 and "is not idempotent" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_run_dry_run_prints_the_plan_and_applies_nothing(any_url, tmp_path) -> None:
+    files = {
+        "0001_t.sql": "CREATE TABLE t (a integer);\n",
+        "0002_u.sql": "CREATE TABLE u (a integer);\n",
+    }
+    app, _ = make_app(any_url, write_migrations(tmp_path / "m", files))
+    dry = invoke(app, "run", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert (
+        "0001_t (sql): one transaction" in dry.output
+        and "2 migrations would be applied" in dry.output
+    )
+    assert json.loads(invoke(app, "run", "--dry-run", "--json").stdout)["dry_run"] is True
+    assert json.loads(invoke(app, "status", "--json").stdout)["counts"]["pending"] == 2
+    invoke(app, "run")
+    assert "Nothing to apply" in invoke(app, "run", "--dry-run").output
+
+
+def test_wait_returns_when_up_to_date_and_exits_1_on_timeout(pg_url, tmp_path) -> None:
+    files = {"0001_t.sql": "CREATE TABLE t (a integer);\n"}
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    timed_out = invoke(app, "wait", "--timeout", "0.3", "--interval", "0.1")
+    assert timed_out.exit_code == 1
+    assert "still 1 pending after 0.3s (0001_t)" in timed_out.stderr
+    as_json = invoke(app, "wait", "--timeout", "0", "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["pending"] == 1
+
+    def migrate_later() -> None:
+        time.sleep(0.5)
+        ext.upgrade(app)
+
+    worker = threading.Thread(target=migrate_later)
+    worker.start()
+    started = time.monotonic()
+    result = invoke(app, "wait", "--timeout", "20", "--interval", "0.1")
+    worker.join()
+    assert result.exit_code == 0, result.output
+    assert "Up to date" in result.output and time.monotonic() - started >= 0.4
+
+
+def test_plan_shows_the_verify_verdict_of_an_unsafe_migration(pg_url, tmp_path) -> None:
+    files = dict(FILES)
+    files["0004_lowercase.sql"] = "UPDATE leads SET email = lower(email);\n"
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    document = json.loads(invoke(app, "plan", "--json").stdout)
+    verdicts = {m["version"]: m["verdict"] for m in document["migrations"]}
+    assert verdicts["0001"] == "safe"
+    assert verdicts["0004"] == "1 error(s)"
