@@ -59,6 +59,9 @@ RANDOM_RUNS = int(os.environ.get("SAFE_MIGRATE_FAULT_RUNS", "6"))
 #: Probability that the blind proxy cuts a connection on a relayed chunk.
 RANDOM_RATE = 0.02
 
+# The exactly-once half of the reliability suite (`pytest -m reliability` runs it all).
+pytestmark = pytest.mark.reliability
+
 
 @pytest.fixture(autouse=True)
 def _hang_guard() -> Iterator[None]:
@@ -622,7 +625,6 @@ def _subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.reliability
 def test_sigkill_mid_migration_then_rerun_applies_each_once(
     tls_cluster: TlsCluster, tls_db: str, tmp_path: Path
 ) -> None:
@@ -705,7 +707,6 @@ def test_sigkill_mid_migration_then_rerun_applies_each_once(
 BOOT_PROCESSES = 12
 
 
-@pytest.mark.reliability
 def test_twelve_processes_auto_migrating_at_once_through_pgbouncer(
     tls_cluster: TlsCluster, tls_db: str, pgb_url: str, tmp_path: Path
 ) -> None:

@@ -568,10 +568,34 @@ def _sql_arguments(
         via: Via = "migration" if module.is_migration else "retry"
         return via, sql, params
     func = call.func
+    if isinstance(func, ast.Attribute) and func.attr == "backfill":
+        receiver = func.value
+        if module.is_migration or (isinstance(receiver, ast.Name) and receiver.id == "m"):
+            return _backfill_as_sql(call, keywords)
     if isinstance(func, ast.Attribute) and func.attr in _EXECUTE_ATTRS and call.args:
         params = call.args[1] if len(call.args) > 1 else keywords.get("parameters")
         return ("migration" if module.is_migration else "execute"), call.args[0], params
     return None
+
+
+def _backfill_as_sql(
+    call: ast.Call, keywords: dict[str, ast.expr]
+) -> tuple[Via, ast.expr, ast.expr | None] | None:
+    """``m.backfill(table, set=..., where=...)`` checked as the UPDATE each batch runs.
+
+    The helper is the safe way to do a mass UPDATE (batched, resumable, its
+    WHERE guard makes it idempotent), so it is documented by construction.
+    """
+    table = call.args[0] if call.args else keywords.get("table")
+    parts = [table, keywords.get("set"), keywords.get("where")]
+    if not all(isinstance(p, ast.Constant) and isinstance(p.value, str) for p in parts):
+        return None
+    name, assignment, guard = (t.cast(ast.Constant, p).value for p in parts)
+    sql = (
+        "-- m.backfill: batched, resumable one-time backfill\n"
+        f"UPDATE {name} SET {assignment} WHERE {guard}"
+    )
+    return "migration", ast.copy_location(ast.Constant(sql), call), None
 
 
 def extract_python(module: PyModule) -> Extracted:

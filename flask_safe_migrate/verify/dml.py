@@ -65,9 +65,9 @@ UNSAFE_DML = Rule(
     severity=Severity.ERROR,
     summary="DML outside the safe categories (dedup, seed, backfill, orphan_cleanup)",
     fix=(
-        "make it one of the safe categories (see docs/verify.md), move the data change to a "
-        "batched job outside migrations, or accept it with "
-        "'-- safe-migrate: allow unsafe-dml -- <reason>'"
+        "make it one of the safe categories (see docs/verify.md); for a mass UPDATE use "
+        "m.backfill(table, set=..., where=...) in a `transaction = False` .py migration "
+        "(batched, resumable); or accept it with '-- safe-migrate: allow unsafe-dml -- <reason>'"
     ),
     doc=__doc__ or "",
 )
