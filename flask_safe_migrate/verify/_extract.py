@@ -590,7 +590,7 @@ def _backfill_as_sql(
     parts = [table, keywords.get("set"), keywords.get("where")]
     if not all(isinstance(p, ast.Constant) and isinstance(p.value, str) for p in parts):
         return None
-    name, assignment, guard = (t.cast(ast.Constant, p).value for p in parts)
+    name, assignment, guard = (str(t.cast(ast.Constant, p).value) for p in parts)
     sql = (
         "-- m.backfill: batched, resumable one-time backfill\n"
         f"UPDATE {name} SET {assignment} WHERE {guard}"
