@@ -1,127 +1,138 @@
-"""Apply a generated 1000-migration history with flask-safe-migrate; time it.
+"""Rows 1-2: apply a generated history, and boot with nothing to apply, vs Flask-Migrate.
 
-Figures printed and written to benchmarks/results/apply_history.json:
-* apply: wall time of `upgrade()` on an empty database (median of N runs)
-* boot_in_process: `pending()` on an up-to-date database, in-process (median)
-* boot_process: whole `flask safe-migrate run` process with nothing to apply (median)
+Whole processes: ``flask safe-migrate run`` vs ``flask db upgrade`` (Flask-Migrate's
+default: one transaction for everything), on the same Postgres (TLS, SCRAM), the
+same SQL, directly and through PgBouncer (transaction mode, TLS both sides). The two
+tools alternate run by run (order flipped every repetition); each run gets an empty
+database of its own. Then, on the up-to-date databases, the no-op boot of each tool,
+alternated, and ``pending()`` in-process right after importing the app (first call
+in a fresh interpreter, and warm calls).
 
-Usage: python benchmarks/apply_history.py [--url URL] [--count 1000] [--runs 3]
+Writes benchmarks/results/apply_history.json.
+
+Usage: python -m benchmarks.apply_history [--count 1000] [--runs 3] [--boots 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
-import uuid
 
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+from benchmarks.common import Servers
+from benchmarks.common import Workspace
+from benchmarks.common import log
+from benchmarks.common import median
+from benchmarks.common import ratio
+from benchmarks.common import write_result
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from benchmarks.history import generate  # noqa: E402
-
-APP_MODULE = """
-import os
-from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
-from flask_safe_migrate import SafeMigrate
-app = Flask(__name__)
-app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["BENCH_URL"]
-db = SQLAlchemy(app)
-SafeMigrate(app, db, directory=os.environ["BENCH_DIR"])
+PENDING_PROBE = """
+import json, sys, time
+started = time.perf_counter()
+import smapp
+imported = time.perf_counter()
+first_started = time.perf_counter()
+assert smapp.safe_migrate.pending(smapp.app) == []
+first = time.perf_counter() - first_started
+warm = []
+for _ in range(int(sys.argv[1])):
+    begun = time.perf_counter()
+    assert smapp.safe_migrate.pending(smapp.app) == []
+    warm.append(time.perf_counter() - begun)
+print(json.dumps({"import_s": imported - started, "first_s": first, "warm_s": warm}))
 """
 
 
-def _admin(url: str, sql: str) -> None:
-    engine = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(sql)
-    engine.dispose()
+def pending_probe(ws: Workspace, url: str, warm: int = 15) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, "-c", PENDING_PROBE, str(warm)],
+        cwd=ws.sm_dir,
+        env=ws.env(url, ws.sm_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run(servers: Servers, ws: Workspace, runs: int, boots: int) -> dict[str, object]:
+    targets = ["direct"] + (["pgbouncer"] if servers.bouncer is not None else [])
+    apply: dict[str, dict[str, list[float]]] = {t: {"sm": [], "fm": []} for t in targets}
+    noop: dict[str, list[float]] = {"sm": [], "fm": []}
+    firsts: list[float] = []
+    warms: list[float] = []
+    for rep in range(runs):
+        order = ("sm", "fm") if rep % 2 == 0 else ("fm", "sm")
+        for target in targets:
+            urls: dict[str, str] = {}
+            names: list[str] = []
+            for tool in order:
+                name = servers.new_database()
+                names.append(name)
+                url = servers.direct_url(name) if target == "direct" else servers.bouncer_url(name)
+                urls[tool] = url
+                elapsed, _ = ws.run(tool, url)
+                apply[target][tool].append(elapsed)
+                log(f"apply {ws.count} {target} {tool} run {rep + 1}: {elapsed:.2f}s")
+            if target == "direct":
+                for boot in range(boots):
+                    for tool in order if boot % 2 == 0 else order[::-1]:
+                        elapsed, _ = ws.run(tool, urls[tool])
+                        noop[tool].append(elapsed)
+                probe = pending_probe(ws, urls["sm"])
+                firsts.append(float(probe["first_s"]))  # type: ignore[arg-type]
+                warms.extend(probe["warm_s"])  # type: ignore[arg-type]
+                log(f"no-op boot run {rep + 1}: sm {noop['sm'][-1]:.2f}s fm {noop['fm'][-1]:.2f}s "
+                    f"pending() first {float(probe['first_s']) * 1000:.1f} ms")  # type: ignore[arg-type]
+            for name in names:
+                servers.drop_database(name)
+    figures: dict[str, object] = {"migrations": ws.count, "runs": runs, "boots_per_run": boots}
+    for target in targets:
+        sm, fm = median(apply[target]["sm"]), median(apply[target]["fm"])
+        figures[f"apply_{target}"] = {
+            "ours_median_s": round(sm, 3),
+            "flask_migrate_median_s": round(fm, 3),
+            "ratio": ratio(sm, fm),
+            "target_ratio": 0.6,
+            "met": sm / fm <= 0.6,
+            "ours_runs_s": [round(x, 3) for x in apply[target]["sm"]],
+            "flask_migrate_runs_s": [round(x, 3) for x in apply[target]["fm"]],
+        }
+    sm, fm = median(noop["sm"]), median(noop["fm"])
+    figures["noop_boot_process"] = {
+        "ours_median_s": round(sm, 3),
+        "flask_migrate_median_s": round(fm, 3),
+        "ratio": ratio(sm, fm),
+        "target_ratio": 0.6,
+        "met": sm / fm <= 0.6,
+        "samples_each": len(noop["sm"]),
+    }
+    figures["pending_in_process"] = {
+        "first_call_median_ms": round(median(firsts) * 1000, 2),
+        "warm_median_ms": round(median(warms) * 1000, 2),
+        "target_ms": 30,
+        "met": median(firsts) * 1000 < 30,
+        "first_calls": len(firsts),
+        "warm_calls": len(warms),
+    }
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(
-            "BENCH_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--boots", type=int, default=5)
+    parser.add_argument("--no-pgbouncer", action="store_true")
     args = parser.parse_args()
-
-    from flask import Flask
-    from flask_sqlalchemy import SQLAlchemy
-
-    from flask_safe_migrate import SafeMigrate
-
-    work = tempfile.mkdtemp(prefix="sm-bench-")
-    directory = generate(os.path.join(work, "migrations"), args.count)
-    admin = sa.engine.make_url(args.url)
-    applies: list[float] = []
-    boots: list[float] = []
-    processes: list[float] = []
-    for run in range(args.runs):
-        name = f"sm_bench_{uuid.uuid4().hex[:8]}"
-        _admin(args.url, f'CREATE DATABASE "{name}"')
-        url = admin.set(database=name).render_as_string(hide_password=False)
-        try:
-            app = Flask(f"bench{run}")
-            app.config["SQLALCHEMY_DATABASE_URI"] = url
-            db = SQLAlchemy(app)
-            ext = SafeMigrate(app, db, directory=directory)
-            started = time.perf_counter()
-            outcomes = ext.upgrade(app)
-            applies.append(time.perf_counter() - started)
-            assert len(outcomes) == args.count
-            for _ in range(5):
-                started = time.perf_counter()
-                assert ext.pending(app) == []
-                boots.append(time.perf_counter() - started)
-            module_dir = os.path.join(work, f"app{run}")
-            os.makedirs(module_dir)
-            with open(os.path.join(module_dir, "benchapp.py"), "w") as fh:
-                fh.write(APP_MODULE)
-            env = {
-                **os.environ,
-                "BENCH_URL": url,
-                "BENCH_DIR": directory,
-                "PYTHONPATH": module_dir + os.pathsep + ROOT,
-            }
-            for _ in range(3):
-                started = time.perf_counter()
-                subprocess.run(
-                    [sys.executable, "-m", "flask", "--app", "benchapp", "safe-migrate", "run"],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                )
-                processes.append(time.perf_counter() - started)
-        finally:
-            _admin(args.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    figures = {
-        "migrations": args.count,
-        "runs": args.runs,
-        "apply_median_s": round(statistics.median(applies), 3),
-        "apply_runs_s": [round(x, 3) for x in applies],
-        "per_migration_ms": round(statistics.median(applies) / args.count * 1000, 2),
-        "boot_in_process_median_ms": round(statistics.median(boots) * 1000, 2),
-        "boot_process_median_s": round(statistics.median(processes), 3),
-    }
-    print(json.dumps(figures, indent=2))
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "apply_history.json"), "w") as fh:
-        json.dump(figures, fh, indent=2)
+    servers = Servers(bouncer=not args.no_pgbouncer)
+    ws = Workspace(args.count)
+    try:
+        write_result("apply_history", run(servers, ws, args.runs, args.boots))
+    finally:
+        ws.destroy()
+        servers.destroy()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""Generate a realistic migration history of any length (shared by the benchmarks)."""
+"""Generate a realistic migration history of any length (shared by the benchmarks).
+
+:func:`generate` writes it as flask-safe-migrate SQL files; :func:`generate_alembic`
+writes the same SQL, statement for statement, as a Flask-Migrate (Alembic)
+history: ``flask db init`` layout plus one revision file per migration, chained
+by ``down_revision``, each doing ``op.execute(<the same SQL>)``.
+"""
 
 from __future__ import annotations
 
 import os
+import typing as t
 
 
-def generate(directory: str, count: int = 1000) -> str:
-    """Write ``count`` SQL migrations: tables, columns, indexes, seed rows, backfills."""
-    os.makedirs(directory, exist_ok=True)
-    tables = max(1, count // 10)
+def steps(count: int = 1000) -> t.Iterator[tuple[int, str]]:
+    """``(number, sql)`` for each of ``count`` migrations: 10 steps per table."""
+    tables = max(1, (count + 9) // 10)
     number = 0
     for table in range(tables):
-        steps = [
+        for step in (
             f"CREATE TABLE t{table} (id serial PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());\n",
             f"ALTER TABLE t{table} ADD COLUMN score integer;\n",
             f"INSERT INTO t{table} (name, score) VALUES ('a', 1), ('b', 2), ('c', 3);\n",
@@ -22,12 +28,59 @@ def generate(directory: str, count: int = 1000) -> str:
             f"ALTER TABLE t{table} ALTER COLUMN note SET DEFAULT '';\n",
             f"CREATE INDEX t{table}_score_idx ON t{table} (score);\n",
             f"ALTER TABLE t{table} ADD CONSTRAINT t{table}_score_positive CHECK (score >= 0) NOT VALID;\n",
-        ]
-        for step in steps:
+        ):
             number += 1
             if number > count:
-                return directory
-            path = os.path.join(directory, f"{number:04d}_step_{number}.sql")
-            with open(path, "w") as fh:
-                fh.write(step)
+                return
+            yield number, step
+
+
+def generate(directory: str, count: int = 1000) -> str:
+    """Write ``count`` SQL migrations: tables, columns, indexes, seed rows, backfills."""
+    os.makedirs(directory, exist_ok=True)
+    for number, sql in steps(count):
+        with open(os.path.join(directory, f"{number:04d}_step_{number}.sql"), "w") as fh:
+            fh.write(sql)
     return directory
+
+
+ALEMBIC_REVISION = '''"""step {number}
+
+Revision ID: {revision}
+Revises: {down}
+"""
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down_value}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute({sql!r})
+
+
+def downgrade():
+    pass
+'''
+
+
+def generate_alembic(versions: str, count: int = 1000) -> str:
+    """Write the same ``count`` migrations as chained Alembic revisions into ``versions``."""
+    os.makedirs(versions, exist_ok=True)
+    previous: str | None = None
+    for number, sql in steps(count):
+        revision = f"r{number:04d}"
+        with open(os.path.join(versions, f"{revision}_step_{number}.py"), "w") as fh:
+            fh.write(
+                ALEMBIC_REVISION.format(
+                    number=number,
+                    revision=revision,
+                    down=previous or "",
+                    down_value=repr(previous),
+                    sql=sql,
+                )
+            )
+        previous = revision
+    return versions

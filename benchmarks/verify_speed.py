@@ -1,79 +1,100 @@
-"""Time `python -m flask_safe_migrate verify` on a generated 1000-migration history.
+"""Row 5: ``python -m flask_safe_migrate verify`` vs squawk on the same 1000 SQL files.
 
-The whole process is timed (interpreter start, imports, parsing, rules,
-rendering), median of N runs, because that is what CI pays. Figures are
-printed and written to benchmarks/results/verify_speed.json. The issue's
-budget is < 2 s for 1000 files.
+Whole processes are timed (interpreter start, imports, parsing, rules,
+rendering), alternated run by run, because that is what CI pays. squawk is
+``squawk-cli`` from PyPI (a native binary), run on the same files with its
+default rules. The findings of each are counted by rule, side by side.
 
-Usage: python benchmarks/verify_speed.py [--count 1000] [--runs 5] [--format json]
+Writes benchmarks/results/verify_speed.json.
+
+Usage: python -m benchmarks.verify_speed [--count 1000] [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
 import json
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
+from benchmarks.common import ROOT
+from benchmarks.common import log
+from benchmarks.common import median
+from benchmarks.common import ratio
+from benchmarks.common import write_result
+from benchmarks.history import generate
 
-from benchmarks.history import generate  # noqa: E402
+
+def squawk_binary() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "squawk")
+    found = here if os.path.exists(here) else shutil.which("squawk")
+    if not found:
+        raise SystemExit("squawk not found: pip install -e '.[bench]' (squawk-cli)")
+    return found
+
+
+def run(count: int, runs: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = generate(os.path.join(tmp, "migrations"), count)
+        files = sorted(glob.glob(os.path.join(directory, "*.sql")))
+        ours_cmd = [sys.executable, "-m", "flask_safe_migrate", "verify", directory,
+                    "--format", "json"]
+        squawk_cmd = [squawk_binary(), "--reporter", "json", *files]
+        timings: dict[str, list[float]] = {"ours": [], "squawk": []}
+        outputs: dict[str, str] = {}
+        codes: dict[str, int] = {}
+        for rep in range(runs):
+            order = ("ours", "squawk") if rep % 2 == 0 else ("squawk", "ours")
+            for tool in order:
+                command = ours_cmd if tool == "ours" else squawk_cmd
+                started = time.perf_counter()
+                completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+                timings[tool].append(time.perf_counter() - started)
+                if tool == "ours" and completed.returncode not in (0, 1):
+                    raise SystemExit(f"verify failed ({completed.returncode}):\n{completed.stderr}")
+                outputs[tool], codes[tool] = completed.stdout, completed.returncode
+        ours_doc = json.loads(outputs["ours"])
+        squawk_doc = json.loads(outputs["squawk"] or "[]")
+    ours_rules = collections.Counter(f["rule"] for f in ours_doc["findings"])
+    squawk_rules = collections.Counter(f["rule_name"] for f in squawk_doc)
+    ours_files = len({f["path"] for f in ours_doc["findings"]})
+    squawk_files = len({f["file"] for f in squawk_doc})
+    ours_s, squawk_s = median(timings["ours"]), median(timings["squawk"])
+    version = subprocess.run([squawk_binary(), "--version"], capture_output=True, text=True)
+    log(f"verify {count} files: ours {ours_s:.3f}s, squawk {squawk_s:.3f}s")
+    return {
+        "files": count,
+        "runs": runs,
+        "ours_median_s": round(ours_s, 3),
+        "squawk_median_s": round(squawk_s, 3),
+        "ratio": ratio(ours_s, squawk_s),
+        "budget_s": 2.0,
+        "met": ours_s < 2.0,
+        "squawk_version": version.stdout.strip(),
+        "ours_exit": codes["ours"],
+        "squawk_exit": codes["squawk"],
+        "ours_findings": sum(ours_rules.values()),
+        "ours_files_flagged": ours_files,
+        "ours_dml_classified": len(ours_doc.get("dml", [])),
+        "ours_by_rule": dict(ours_rules.most_common()),
+        "squawk_findings": sum(squawk_rules.values()),
+        "squawk_files_flagged": squawk_files,
+        "squawk_by_rule": dict(squawk_rules.most_common()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--format", default="json", choices=("text", "json", "sarif"))
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = generate(os.path.join(tmp, "migrations"), args.count)
-        command = [sys.executable, "-m", "flask_safe_migrate", "verify", directory]
-        command += ["--format", args.format]
-        timings = []
-        exit_code = None
-        findings = dml = 0
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-            timings.append(time.perf_counter() - started)
-            exit_code = completed.returncode
-            if exit_code not in (0, 1):
-                raise SystemExit(f"verify failed with exit {exit_code}:\n{completed.stderr}")
-            if args.format == "json":
-                document = json.loads(completed.stdout)
-                findings, dml = len(document["findings"]), len(document["dml"])
-
-    result = {
-        "files": args.count,
-        "runs": args.runs,
-        "format": args.format,
-        "median_s": round(statistics.median(timings), 3),
-        "min_s": round(min(timings), 3),
-        "max_s": round(max(timings), 3),
-        "budget_s": 2.0,
-        "within_budget": statistics.median(timings) < 2.0,
-        "exit_code": exit_code,
-        "findings": findings,
-        "dml": dml,
-        "python": sys.version.split()[0],
-    }
-    print(
-        f"verify {args.count} files: median {result['median_s']} s "
-        f"(min {result['min_s']}, max {result['max_s']}, {args.runs} runs; budget 2 s) "
-        f"-> exit {exit_code}, {findings} findings, {dml} DML"
-    )
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "verify_speed.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
+    write_result("verify_speed", run(args.count, args.runs))
 
 
 if __name__ == "__main__":
