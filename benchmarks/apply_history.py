@@ -83,8 +83,10 @@ def run(servers: Servers, ws: Workspace, runs: int, boots: int) -> dict[str, obj
                 probe = pending_probe(ws, urls["sm"])
                 firsts.append(float(probe["first_s"]))  # type: ignore[arg-type]
                 warms.extend(probe["warm_s"])  # type: ignore[arg-type]
-                log(f"no-op boot run {rep + 1}: sm {noop['sm'][-1]:.2f}s fm {noop['fm'][-1]:.2f}s "
-                    f"pending() first {float(probe['first_s']) * 1000:.1f} ms")  # type: ignore[arg-type]
+                log(
+                    f"no-op boot run {rep + 1}: sm {noop['sm'][-1]:.2f}s fm {noop['fm'][-1]:.2f}s "
+                    f"pending() first {float(probe['first_s']) * 1000:.1f} ms"
+                )  # type: ignore[arg-type]
             for name in names:
                 servers.drop_database(name)
     figures: dict[str, object] = {"migrations": ws.count, "runs": runs, "boots_per_run": boots}

@@ -129,7 +129,11 @@ class Workspace:
         argv, cwd, app_dir = self.command(tool)
         started = time.perf_counter()
         completed = subprocess.run(
-            argv, cwd=cwd, env=self.env(url, app_dir), capture_output=True, text=True,
+            argv,
+            cwd=cwd,
+            env=self.env(url, app_dir),
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         elapsed = time.perf_counter() - started
@@ -236,8 +240,13 @@ def machine() -> dict[str, t.Any]:
     from importlib.metadata import version
 
     for package in (
-        "flask-safe-migrate", "flask-migrate", "alembic", "sqlalchemy", "flask-sqlalchemy",
-        "psycopg2-binary", "squawk-cli",
+        "flask-safe-migrate",
+        "flask-migrate",
+        "alembic",
+        "sqlalchemy",
+        "flask-sqlalchemy",
+        "psycopg2-binary",
+        "squawk-cli",
     ):
         try:
             versions[package] = version(package)

@@ -36,8 +36,12 @@ def boot(servers: Servers, ws: Workspace, processes: int) -> tuple[float, bool, 
         started = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", "import smapp"], cwd=ws.sm_dir, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                [sys.executable, "-c", "import smapp"],
+                cwd=ws.sm_dir,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for _ in range(processes)
         ]
@@ -64,14 +68,16 @@ def run(servers: Servers, ws: Workspace, processes: int, runs: int) -> dict[str,
     all_ok = True
     appliers: list[int] = []
     for rep in range(runs):
-        for n in ((1, processes) if rep % 2 == 0 else (processes, 1)):
+        for n in (1, processes) if rep % 2 == 0 else (processes, 1):
             elapsed, ok, who = boot(servers, ws, n)
             all_ok = all_ok and ok
             (alone if n == 1 else crowd).append(elapsed)
             if n > 1:
                 appliers.append(who)
-            log(f"concurrent boot {n} process(es), run {rep + 1}: {elapsed:.2f}s "
-                f"exactly-once {'ok' if ok else 'FAILED'}, {who} applier(s)")
+            log(
+                f"concurrent boot {n} process(es), run {rep + 1}: {elapsed:.2f}s "
+                f"exactly-once {'ok' if ok else 'FAILED'}, {who} applier(s)"
+            )
     one, many = median(alone), median(crowd)
     return {
         "migrations": ws.count,

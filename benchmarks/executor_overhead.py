@@ -50,7 +50,7 @@ def compare(engine: t.Any, statements: int, rounds: int) -> dict[str, object]:
     retried(engine, 20)
     times: dict[str, list[float]] = {"bare": [], "retry": []}
     for rep in range(rounds):
-        for kind in (("bare", "retry") if rep % 2 == 0 else ("retry", "bare")):
+        for kind in ("bare", "retry") if rep % 2 == 0 else ("retry", "bare"):
             started = time.perf_counter()
             (bare if kind == "bare" else retried)(engine, per_round)
             times[kind].append(time.perf_counter() - started)

@@ -34,7 +34,9 @@ def exactly_once(servers: Servers, name: str, tool: str, count: int) -> bool:
     url = servers.cluster.server.url_for(name)
     if tool == "sm":
         rows = count_rows(url, "SELECT count(DISTINCT version) FROM safe_migrate_ledger")
-        dupes = count_rows(url, "SELECT count(*) - count(DISTINCT version) FROM safe_migrate_ledger")
+        dupes = count_rows(
+            url, "SELECT count(*) - count(DISTINCT version) FROM safe_migrate_ledger"
+        )
         if rows != count or dupes != 0:
             return False
     else:
@@ -84,16 +86,21 @@ class CountingProxy:
         self.proxy.stop()
 
 
-def one_run(servers: Servers, ws: Workspace, tool: str, rate: float, seed: int,
-            timeout: float) -> dict[str, t.Any]:
+def one_run(
+    servers: Servers, ws: Workspace, tool: str, rate: float, seed: int, timeout: float
+) -> dict[str, t.Any]:
     name = servers.new_database()
     proxy = CountingProxy(servers.cluster.port, rate, seed)
     argv, cwd, app_dir = ws.command(tool)
     started = time.perf_counter()
     try:
         completed = subprocess.run(
-            argv, cwd=cwd, env=ws.env(proxy.proxy.url(servers.direct_url(name)), app_dir),
-            capture_output=True, text=True, timeout=timeout,
+            argv,
+            cwd=cwd,
+            env=ws.env(proxy.proxy.url(servers.direct_url(name)), app_dir),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         code = completed.returncode
         lines = completed.stderr.strip().splitlines() if code else []
@@ -107,15 +114,30 @@ def one_run(servers: Servers, ws: Workspace, tool: str, rate: float, seed: int,
         ok = code == 0 and exactly_once(servers, name, tool, ws.count)
     finally:
         servers.drop_database(name)
-    result = {"tool": tool, "ok": ok, "exit": code, "s": elapsed, "cuts": proxy.cuts(),
-              "chunks": proxy.chunks, "error": tail[0][:200] if tail else None}
-    log(f"faults {rate:.0%} seed {seed} {tool}: exit {code} {'ok' if ok else 'FAILED'} "
-        f"{elapsed:.2f}s, {proxy.chunks} chunks, {result['cuts']} cut")
+    result = {
+        "tool": tool,
+        "ok": ok,
+        "exit": code,
+        "s": elapsed,
+        "cuts": proxy.cuts(),
+        "chunks": proxy.chunks,
+        "error": tail[0][:200] if tail else None,
+    }
+    log(
+        f"faults {rate:.0%} seed {seed} {tool}: exit {code} {'ok' if ok else 'FAILED'} "
+        f"{elapsed:.2f}s, {proxy.chunks} chunks, {result['cuts']} cut"
+    )
     return result
 
 
-def run(servers: Servers, ws: Workspace, runs: dict[float, int], timeout: float,
-        clean_runs: int = 3, parallel_from: float = 0.05) -> dict[str, object]:
+def run(
+    servers: Servers,
+    ws: Workspace,
+    runs: dict[float, int],
+    timeout: float,
+    clean_runs: int = 3,
+    parallel_from: float = 0.05,
+) -> dict[str, object]:
     """``runs`` maps a cut rate to its number of runs per tool.
 
     Rates >= ``parallel_from`` run their runs concurrently (each with its own proxy
@@ -130,7 +152,7 @@ def run(servers: Servers, ws: Workspace, runs: dict[float, int], timeout: float,
     figures: dict[str, object] = {
         "migrations": ws.count,
         "proxy": "FaultProxy(protocol=False) in front of Postgres (TLS end to end); "
-                 "closes the connection on a random fraction of relayed chunks",
+        "closes the connection on a random fraction of relayed chunks",
         "retry_defaults": {
             "SAFE_MIGRATE_MAX_ATTEMPTS": policy.max_attempts,
             "SAFE_MIGRATE_BACKOFF_BASE": policy.backoff_base,
@@ -139,8 +161,11 @@ def run(servers: Servers, ws: Workspace, runs: dict[float, int], timeout: float,
         },
         "process_timeout_s": timeout,
     }
-    clean = [one_run(servers, ws, tool, 0.0, 0, timeout)
-             for _ in range(clean_runs) for tool in ("sm", "fm")]
+    clean = [
+        one_run(servers, ws, tool, 0.0, 0, timeout)
+        for _ in range(clean_runs)
+        for tool in ("sm", "fm")
+    ]
     sm_clean = [r for r in clean if r["tool"] == "sm"]
     fm_clean = [r for r in clean if r["tool"] == "fm"]
     clean_median = median([r["s"] for r in sm_clean])
@@ -151,13 +176,19 @@ def run(servers: Servers, ws: Workspace, runs: dict[float, int], timeout: float,
         "flask_migrate_chunks_per_run": int(median([r["chunks"] for r in fm_clean])),
     }
     for rate, count in runs.items():
-        jobs = [(tool, 1000 * rep + 7) for rep in range(count)
-                for tool in (("sm", "fm") if rep % 2 == 0 else ("fm", "sm"))]
+        jobs = [
+            (tool, 1000 * rep + 7)
+            for rep in range(count)
+            for tool in (("sm", "fm") if rep % 2 == 0 else ("fm", "sm"))
+        ]
         parallel = rate >= parallel_from
         if parallel:
             with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                results = list(pool.map(
-                    lambda job: one_run(servers, ws, job[0], rate, job[1], timeout), jobs))
+                results = list(
+                    pool.map(
+                        lambda job, r=rate: one_run(servers, ws, job[0], r, job[1], timeout), jobs
+                    )
+                )
         else:
             results = [one_run(servers, ws, tool, rate, seed, timeout) for tool, seed in jobs]
         row: dict[str, object] = {"rate": rate, "runs": count, "concurrent": parallel}
@@ -179,15 +210,22 @@ def run(servers: Servers, ws: Workspace, runs: dict[float, int], timeout: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
-    parser.add_argument("--runs", type=int, nargs="+", default=[20, 20],
-                        help="runs per tool for each rate, in the order of --rates")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        nargs="+",
+        default=[20, 20],
+        help="runs per tool for each rate, in the order of --rates",
+    )
     parser.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.05])
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
     servers = Servers(bouncer=False)
     ws = Workspace(args.count)
     try:
-        write_result("faults", run(servers, ws, dict(zip(args.rates, args.runs)), args.timeout))
+        write_result(
+            "faults", run(servers, ws, dict(zip(args.rates, args.runs, strict=False)), args.timeout)
+        )
     finally:
         ws.destroy()
         servers.destroy()

@@ -99,10 +99,23 @@ def profile_apply(servers: Servers, ws: Workspace) -> dict[str, object]:
     session_file = os.path.join(ws.root, "apply.pyisession")
     try:
         argv, cwd, app_dir = ws.command("sm")
-        argv = [sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", session_file,
-                *argv[1:]]
-        subprocess.run(argv, cwd=cwd, env=ws.env(servers.direct_url(name), app_dir),
-                       check=True, capture_output=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "-r",
+            "pyisession",
+            "-o",
+            session_file,
+            *argv[1:],
+        ]
+        subprocess.run(
+            argv,
+            cwd=cwd,
+            env=ws.env(servers.direct_url(name), app_dir),
+            check=True,
+            capture_output=True,
+        )
     finally:
         servers.drop_database(name)
     session = Session.load(session_file)
@@ -167,13 +180,18 @@ def profile_pending(servers: Servers, ws: Workspace) -> dict[str, object]:
         "from pyinstrument import Profiler\n"
         "p = Profiler(interval=0.0002); p.start()\n"
         "smapp.safe_migrate.pending(smapp.app)\n"
-        "p.stop(); p.last_session.save(%r)\n" % session_file
+        f"p.stop(); p.last_session.save({session_file!r})\n"
     )
     try:
         url = servers.direct_url(name)
         ws.run("sm", url)  # bring it up to date in another process
-        subprocess.run([sys.executable, "-c", code], cwd=ws.sm_dir, env=ws.env(url, ws.sm_dir),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ws.sm_dir,
+            env=ws.env(url, ws.sm_dir),
+            check=True,
+            capture_output=True,
+        )
     finally:
         servers.drop_database(name)
     session = Session.load(session_file)
@@ -207,13 +225,33 @@ def profile_crowd(servers: Servers, ws: Workspace, waiters: int = 11) -> dict[st
         try:
             started = time.perf_counter()
             applier = subprocess.Popen(
-                [sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", session_file,
-                 "-c", "import smapp"], cwd=ws.sm_dir, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-m",
+                    "pyinstrument",
+                    "-r",
+                    "pyisession",
+                    "-o",
+                    session_file,
+                    "-c",
+                    "import smapp",
+                ],
+                cwd=ws.sm_dir,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0 if crowd else 0.0)
-            others = [subprocess.Popen([sys.executable, "-c", "import smapp"], cwd=ws.sm_dir,
-                                       env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL) for _ in range(crowd)]
+            others = [
+                subprocess.Popen(
+                    [sys.executable, "-c", "import smapp"],
+                    cwd=ws.sm_dir,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(crowd)
+            ]
             applier.wait(600)
             applier_s = time.perf_counter() - started
             for proc in others:

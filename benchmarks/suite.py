@@ -27,7 +27,9 @@ from benchmarks.common import write_result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run every benchmark and regenerate docs/benchmarks.md")
+    parser = argparse.ArgumentParser(
+        description="Run every benchmark and regenerate docs/benchmarks.md"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
     q = args.quick
@@ -43,12 +45,21 @@ def main() -> None:
         applied = apply_history.run(servers, big, runs=1 if q else 3, boots=2 if q else 3)
         write_result("apply_history", applied)
         write_result("verify_speed", verify_speed.run(count, 2 if q else 5))
-        write_result("executor_overhead", executor_overhead.run(
-            servers, 1000 if q else 10000, 100 if q else 500))
+        write_result(
+            "executor_overhead",
+            executor_overhead.run(servers, 1000 if q else 10000, 100 if q else 500),
+        )
         write_result("concurrent_boot", concurrent_boot.run(servers, big, 12, 1 if q else 2))
-        write_result("faults", faults.run(
-            servers, small, {0.01: 2 if q else 10, 0.05: 2 if q else 10}, timeout=300,
-            clean_runs=1 if q else 3))
+        write_result(
+            "faults",
+            faults.run(
+                servers,
+                small,
+                {0.01: 2 if q else 10, 0.05: 2 if q else 10},
+                timeout=300,
+                clean_runs=1 if q else 3,
+            ),
+        )
         found: dict[str, object] = {}
         if not all(applied[k]["met"] for k in ("apply_direct", "apply_pgbouncer")):
             found["apply"] = profiles.profile_apply(servers, big)
@@ -66,8 +77,9 @@ def main() -> None:
         small.destroy()
         servers.destroy()
     runtime = time.perf_counter() - started
-    write_result("suite", {"runtime_s": round(runtime, 1), "quick": q, "machine": machine(),
-                           "servers": info})
+    write_result(
+        "suite", {"runtime_s": round(runtime, 1), "quick": q, "machine": machine(), "servers": info}
+    )
     report.main()
     log(f"run_all done in {runtime:.0f} s")
 

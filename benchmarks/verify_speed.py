@@ -43,8 +43,15 @@ def run(count: int, runs: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = generate(os.path.join(tmp, "migrations"), count)
         files = sorted(glob.glob(os.path.join(directory, "*.sql")))
-        ours_cmd = [sys.executable, "-m", "flask_safe_migrate", "verify", directory,
-                    "--format", "json"]
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "flask_safe_migrate",
+            "verify",
+            directory,
+            "--format",
+            "json",
+        ]
         squawk_cmd = [squawk_binary(), "--reporter", "json", *files]
         timings: dict[str, list[float]] = {"ours": [], "squawk": []}
         outputs: dict[str, str] = {}
