@@ -22,6 +22,7 @@ from .cli import emit_json
 from .cli import extension
 from .cli import handle_errors
 from .errors import BadInputError
+from .redact import redact
 from .urls import display_url
 
 if t.TYPE_CHECKING:
@@ -469,7 +470,7 @@ def print_plan(runner: Runner, *, to: str | None, out_of_order: bool, as_json: b
     type=click.FloatRange(min=0),
     default=300.0,
     show_default=True,
-    help="Give up (exit 1) after this many seconds.",
+    help="Give up (exit 1) after this many seconds, even while the database is unreachable.",
 )
 @click.option(
     "--interval",
@@ -484,44 +485,87 @@ def print_plan(runner: Runner, *, to: str | None, out_of_order: bool, as_json: b
 def wait_command(timeout: float, interval: float, bind: str | None, as_json: bool) -> None:
     """Block until the database has no pending migrations (for replicas that do not migrate).
 
-    Exit 0 when up to date, 1 on timeout. One ledger query per check.
+    Exit 0 when up to date, 1 on timeout. One ledger query per check; a
+    database that does not answer yet (refused, pooler busy, lost connection)
+    counts as "not ready yet", so --timeout holds while it is down.
     """
+    from .errors import RetriesExhausted
+
     runner = _with_runner(bind)
+    # One attempt per check, its connect capped by the time left: the loop
+    # below is the retry, so the retry policy must not outlive --timeout.
+    policy = runner.policy.replace(max_attempts=1)
+    connect_timeout = runner.db.connect_timeout
     started = time.monotonic()
     announced = False
+    checks = 0
+    last_error: str | None = None
     try:
         while True:
-            pending = runner.status().pending
+            remaining = timeout - (time.monotonic() - started)
+            runner.policy = policy
+            runner.db.connect_timeout = max(1.0, min(connect_timeout, remaining))
+            checks += 1
+            pending: list[t.Any] | None
+            try:
+                pending = runner.status().pending
+                last_error = None
+            except RetriesExhausted as exc:  # transient: the database is not reachable yet
+                pending = None
+                last_error = redact(
+                    exc.attempts[-1].reason or str(exc) if exc.attempts else str(exc)
+                )
             waited = time.monotonic() - started
-            if not pending:
+            if pending is not None and not pending:
                 if as_json:
-                    emit_json({"ok": True, "pending": 0, "waited_s": round(waited, 3)})
+                    emit_json(
+                        {"ok": True, "pending": 0, "waited_s": round(waited, 3), "checks": checks}
+                    )
                 else:
                     click.echo(f"Up to date (waited {waited:.1f}s).")
                 return
             if waited >= timeout:
-                if as_json:
-                    emit_json(
-                        {
-                            "ok": False,
-                            "pending": len(pending),
-                            "waited_s": round(waited, 3),
-                            "migrations": [_pending_document(m) for m in pending],
-                        }
-                    )
-                else:
-                    names = ", ".join(f"{m.version}_{m.name}" for m in pending[:5])
-                    click.echo(
-                        f"Error: still {len(pending)} pending after {timeout:g}s ({names})",
-                        err=True,
-                    )
-                sys.exit(1)
+                _wait_timed_out(timeout, waited, checks, pending, last_error, as_json)
             if not announced and not as_json:
-                click.echo(f"waiting for {len(pending)} pending migration(s)...")
+                if pending is None:
+                    click.echo(f"waiting for the database to answer ({last_error})...")
+                else:
+                    click.echo(f"waiting for {len(pending)} pending migration(s)...")
                 announced = True
             time.sleep(min(interval, max(0.0, timeout - waited)))
     finally:
         runner.db.dispose()
+
+
+def _wait_timed_out(
+    timeout: float,
+    waited: float,
+    checks: int,
+    pending: list[t.Any] | None,
+    last_error: str | None,
+    as_json: bool,
+) -> t.NoReturn:
+    if as_json:
+        emit_json(
+            {
+                "ok": False,
+                "pending": None if pending is None else len(pending),
+                "waited_s": round(waited, 3),
+                "checks": checks,
+                "last_error": last_error,
+                "migrations": [_pending_document(m) for m in pending or []],
+            }
+        )
+    elif pending is None:
+        click.echo(
+            f"Error: the database did not answer within {timeout:g}s ({checks} checks); "
+            f"last error: {last_error}",
+            err=True,
+        )
+    else:
+        names = ", ".join(f"{m.version}_{m.name}" for m in pending[:5])
+        click.echo(f"Error: still {len(pending)} pending after {timeout:g}s ({names})", err=True)
+    sys.exit(1)
 
 
 def _pending_document(m: t.Any) -> dict[str, t.Any]:

@@ -113,3 +113,42 @@ def test_plan_shows_the_verify_verdict_of_an_unsafe_migration(pg_url, tmp_path) 
     verdicts = {m["version"]: m["verdict"] for m in document["migrations"]}
     assert verdicts["0001"] == "safe"
     assert verdicts["0004"] == "1 error(s)"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_wait_respects_its_timeout_while_the_database_is_down(tmp_path) -> None:
+    # A real closed port: every connection is refused. With the full retry
+    # policy per check (10 attempts, up to 300 s) one check alone would outlive
+    # --timeout and end in "gave up after 10 attempt(s)"; wait must instead
+    # count each refusal as "not ready yet" and keep polling until --timeout.
+    url = f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{_closed_port()}/nowhere"
+    files = {"0001_t.sql": "CREATE TABLE t (a integer);\n"}
+    app, _ = make_app(url, write_migrations(tmp_path / "m", files))
+    result = invoke(app, "wait", "--timeout", "1", "--interval", "0.2")
+    assert result.exit_code == 1, result.output
+    assert "the database did not answer within 1s" in result.stderr
+    assert "last error:" in result.stderr and "gave up after" not in result.output
+    assert "s3cret" not in result.output
+    document = json.loads(
+        invoke(app, "wait", "--timeout", "1", "--interval", "0.2", "--json").stdout
+    )
+    assert document["ok"] is False and document["pending"] is None
+    assert document["checks"] >= 2  # it kept polling instead of retrying one check
+    assert "refused" in document["last_error"] or "connect" in document["last_error"]
+
+
+def test_wait_on_sqlite(tmp_path) -> None:
+    files = {"0001_t.sql": "CREATE TABLE t (a integer);\n"}
+    app, ext = make_app(f"sqlite:///{tmp_path / 'a.db'}", write_migrations(tmp_path / "m", files))
+    timed_out = invoke(app, "wait", "--timeout", "0.2", "--interval", "0.1")
+    assert timed_out.exit_code == 1 and "still 1 pending after 0.2s (0001_t)" in timed_out.stderr
+    ext.upgrade(app)
+    done = invoke(app, "wait", "--timeout", "5", "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout)["pending"] == 0
