@@ -82,6 +82,12 @@ def _make_sqlite_transactional(engine: Engine) -> None:
     The sqlite3 module otherwise commits implicitly before DDL, which would
     leave a half-applied migration; ``BEGIN IMMEDIATE`` also takes the write
     lock up front, so two migrators serialise instead of deadlocking.
+
+    A connection in ``AUTOCOMMIT`` (a no-transaction migration) gets no
+    ``BEGIN``: SQLAlchemy still fires ``begin`` for it but never commits, so
+    an explicit one would be rolled back when the connection closes, losing
+    every statement while the ledger row (written on another connection)
+    says the migration was applied.
     """
     from sqlalchemy import event
 
@@ -91,4 +97,6 @@ def _make_sqlite_transactional(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn: t.Any) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # sqlite3 with isolation_level None: each statement commits by itself
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -255,6 +255,33 @@ def test_sqlite_runs_the_same_contract_with_transactional_ddl(tmp_path) -> None:
     assert ext.status(app).clean
 
 
+def test_sqlite_no_transaction_migrations_keep_their_effects(tmp_path) -> None:
+    """Each statement commits by itself: nothing is rolled back when its connection closes."""
+    url = f"sqlite:///{tmp_path}/app.db"
+    files = {
+        "0001_t.sql": "CREATE TABLE t (a integer);\n",
+        "0002_t_a.sql": "-- safe-migrate: no-transaction\nCREATE INDEX IF NOT EXISTS t_a ON t (a);\n",
+        "0003_rows.py": "transaction = False\n\n"
+        "def upgrade(m):\n"
+        "    m.execute('INSERT INTO t VALUES (:a)', {'a': 5})\n"
+        "    m.execute('INSERT INTO t VALUES (6)')\n"
+        "    assert m.scalar('SELECT count(*) FROM t') == 2\n",
+    }
+    app, ext = make_app(url, write_migrations(tmp_path / "m", files))
+    assert [(o.version, o.state) for o in ext.upgrade(app)] == [
+        ("0001", "applied"),
+        ("0002", "applied"),
+        ("0003", "applied"),
+    ]
+    # Read back on connections of their own, after the migration engine is gone.
+    assert (
+        scalar(url, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 't_a'") == 1
+    )
+    assert scalar(url, "SELECT group_concat(a) FROM (SELECT a FROM t ORDER BY a)") == "5,6"
+    assert ledger(url) == [("0001", 1), ("0002", 1), ("0003", 1)]
+    assert ext.status(app).clean
+
+
 NO_TX_PROBE = {
     "0001_probe.py": "transaction = False\n\n"
     "def upgrade(m):\n"
