@@ -119,16 +119,56 @@ def _check(items: list[MigrationState], dialect: str) -> dict[str, list[Statemen
                 )
             parsed[item.version] = statements
         else:
-            if not migration.has_down:
+            stub = migration.has_down and _is_stub(migration.load_module().downgrade)
+            if not migration.has_down or stub:
+                why = (
+                    "its downgrade(m) is only a stub (pass / raise NotImplementedError)"
+                    if stub
+                    else "it defines no downgrade(m)"
+                )
                 raise RollbackRefused(
-                    f"{migration.path}: cannot roll back {label}: it defines no "
-                    "downgrade(m). Add one, or roll back only to version "
-                    f"{item.version} or above. Nothing was rolled back.",
+                    f"{migration.path}: cannot roll back {label}: {why}. Write one that "
+                    f"reverts upgrade(m), or roll back only to version {item.version} or "
+                    "above. Nothing was rolled back.",
                     version=item.version,
                     path=str(migration.path),
                 )
             parsed[item.version] = None
     return parsed
+
+
+def _is_stub(function: t.Callable[..., t.Any]) -> bool:
+    """Whether ``function``'s body does nothing but ``pass`` / ``...`` / ``raise NotImplementedError``.
+
+    Such a ``downgrade`` would let the up-front check pass and then stop the
+    rollback half-way, after the newer migrations were already reverted.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    body = list(definition.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+
+    def idle(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Pass):
+            return True
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            return node.value.value is Ellipsis
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            return isinstance(target, ast.Name) and target.id == "NotImplementedError"
+        return False
+
+    return all(idle(node) for node in body)
 
 
 def rollback(

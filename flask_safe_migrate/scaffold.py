@@ -66,9 +66,11 @@ def upgrade(m):
     pass
 
 
-def downgrade(m):
-    """Revert ``upgrade`` (used by ``flask safe-migrate rollback``); delete it if impossible."""
-    raise NotImplementedError
+# Uncomment to make this migration revertible by `flask safe-migrate rollback`.
+# Without a downgrade, rollback refuses up front, before anything is reverted.
+#
+# def downgrade(m):
+#     m.execute("...")
 '''
 
 

@@ -38,8 +38,59 @@ def test_new_numbers_from_the_highest_version_and_survives_gaps(tmp_path) -> Non
     migrations = discover(directory)
     assert [m.version for m in migrations] == ["0001", "0007", "0008"]
     assert migrations[0].has_down and migrations[0].statements() == []
-    assert migrations[2].has_down
+    # the Python template's downgrade is commented out: a stub that raises
+    # would pass rollback's up-front check and then stop it half-way
+    assert not migrations[2].has_down
     assert callable(migrations[2].load_module().upgrade)
+
+
+def _fill(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_rollback_refuses_a_scaffolded_py_migration_up_front(tmp_path) -> None:
+    from tests.helpers import ledger
+
+    directory = tmp_path / "m"
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    app, _ = make_app(url, directory)
+    invoke(app, "init")
+    assert invoke(app, "new", "create t").exit_code == 0
+    _fill(
+        directory / "0001_create_t.sql",
+        "-- Write the upgrade SQL here.",
+        "CREATE TABLE t (a integer);",
+    )
+    _fill(directory / "0001_create_t.sql", "-- Write the SQL that reverts", "DROP TABLE t;\n--")
+    assert invoke(app, "new", "add b", "--py").exit_code == 0
+    _fill(
+        directory / "0002_add_b.py", "    pass", "    m.execute('ALTER TABLE t ADD COLUMN b int')"
+    )
+    assert invoke(app, "new", "add c").exit_code == 0
+    _fill(
+        directory / "0003_add_c.sql",
+        "-- Write the upgrade SQL here.",
+        "CREATE TABLE c (a integer);",
+    )
+    _fill(directory / "0003_add_c.sql", "-- Write the SQL that reverts", "DROP TABLE c;\n--")
+    assert invoke(app, "run").exit_code == 0
+    refused = invoke(app, "rollback", "--to", "0")
+    assert refused.exit_code == 1
+    assert "0002_add_b: it defines no downgrade(m)" in refused.stderr
+    assert "Nothing was rolled back" in refused.stderr
+    assert ledger(url) == [("0001", 1), ("0002", 1), ("0003", 1)]  # 0003 was not reverted
+    # a hand-written stub is refused the same way, before 0003 is touched
+    _fill(
+        directory / "0002_add_b.py",
+        "# def downgrade(m):",
+        "def downgrade(m):\n    raise NotImplementedError\n#",
+    )
+    invoke(app, "repair", "--yes")
+    stub = invoke(app, "rollback", "--to", "0")
+    assert stub.exit_code == 1 and "its downgrade(m) is only a stub" in stub.stderr
+    assert ledger(url) == [("0001", 1), ("0002", 1), ("0003", 1)]
 
 
 def test_new_reports_a_version_clash_from_two_branches_and_writes_nothing(tmp_path) -> None:
