@@ -4,10 +4,14 @@ Used to prove a faulty run ended exactly where a clean run ends. Values a
 retried transaction legitimately changes are left out or translated:
 
 * the ledger and lease tables (timings, attempt counts, hosts);
-* columns whose values depend on time (date/time types with a default);
+* columns whose values depend on time or chance: the ones that differ
+  between two clean runs when the caller has them (the drill), else the
+  date/time columns with a default;
 * values drawn from sequences (a rolled-back attempt consumes numbers):
   serial/identity keys are not compared as numbers, and a foreign key
-  pointing at one is compared through the row it joins to.
+  (one column or several) pointing at one, or at a volatile key such as a
+  random uuid, is compared through the row it joins to (see
+  :mod:`.row_graph`: no recursion, so cycles and deep chains are fine).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import hashlib
 import json
 import typing as t
 from collections import Counter
+
+from .row_graph import ColumnName
+from .row_graph import Reference
+from .row_graph import serialise
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -36,6 +44,24 @@ class Fingerprint:
     rows: dict[str, tuple[str, ...]] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
+    #: Per (schema, table, column), a digest of the multiset of its values (every column, even
+    #: left-out ones): what :meth:`varying` compares. Not compared.
+    columns: dict[ColumnName, str] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def varying(self, other: Fingerprint) -> set[ColumnName]:
+        """The columns whose values differ from ``other``'s (same table, any row).
+
+        Taken on two clean runs of the same migration from the same state, these are the
+        columns a migration fills from the clock or at random (``now()``, ``gen_random_uuid()``):
+        not a retry's doing, so not compared (``take(..., volatile=...)``).
+        """
+        return {
+            name
+            for name in set(self.columns) | set(other.columns)
+            if self.columns.get(name) != other.columns.get(name)
+        }
 
     def differences(self, other: Fingerprint) -> list[str]:
         """What differs from ``other`` (empty: identical), in words."""
@@ -81,12 +107,20 @@ def _rows(conn: Connection, sql: str, **params: t.Any) -> list[t.Any]:
 
 
 def take(
-    conn: Connection, *, exclude: t.Iterable[str] = (), keep_rows: bool = False
+    conn: Connection,
+    *,
+    exclude: t.Iterable[str] = (),
+    keep_rows: bool = False,
+    volatile: t.Iterable[ColumnName] | None = None,
 ) -> Fingerprint:
     """Fingerprint the current database of ``conn`` (all non-system schemas).
 
     :param keep_rows: keep every table's serialised rows, so :meth:`Fingerprint.differences`
         can quote a differing row (the drill does; its scratch databases are small).
+    :param volatile: the (schema, table, column) whose values are not to be compared, because
+        they differ between two clean runs (see :meth:`Fingerprint.varying`); a foreign key onto
+        one is compared through the row it joins to. Default (``None``): without a second run
+        to tell, the columns of a date/time type with a default.
     """
     excluded = set(exclude)
     user = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'"
@@ -137,12 +171,14 @@ def take(
         if r.relname not in excluded
     ]
     schema["enums"] = [
-        f"{r.typname}: {r.labels}"
+        f"{r.nspname}.{r.typname}: {r.labels}"
         for r in _rows(
             conn,
-            "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) AS labels"
+            "SELECT n.nspname, t.typname,"
+            " string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) AS labels"
             " FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
-            f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {user} GROUP BY t.typname",
+            f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {user}"
+            " GROUP BY n.nspname, t.typname",
         )
     ]
     schema["functions"] = [
@@ -161,76 +197,84 @@ def take(
             f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {user}",
         )
     ]
-    counts, hashes, rows = _data(conn, tables, columns)
+    volatile_set = None if volatile is None else set(volatile)
+    counts, hashes, rows, column_digests = _data(conn, tables, columns, volatile_set)
     return Fingerprint(
-        {k: sorted(v) for k, v in schema.items()}, counts, hashes, rows if keep_rows else {}
+        {k: sorted(v) for k, v in schema.items()},
+        counts,
+        hashes,
+        rows if keep_rows else {},
+        column_digests,
     )
 
 
 def _data(
-    conn: Connection, tables: list[tuple[str, str]], columns: list[t.Any]
-) -> tuple[dict[str, int], dict[str, str], dict[str, tuple[str, ...]]]:
-    by_table: dict[tuple[str, str], list[t.Any]] = {}
-    for column in columns:
-        by_table.setdefault((column.nspname, column.relname), []).append(column)
+    conn: Connection,
+    tables: list[tuple[str, str]],
+    columns: list[t.Any],
+    volatile: set[ColumnName] | None,
+) -> tuple[dict[str, int], dict[str, str], dict[str, tuple[str, ...]], dict[ColumnName, str]]:
     drawn = {
         (c.nspname, c.relname, c.attname)
         for c in columns
         if c.attidentity or (c.defn or "").startswith("nextval(")
     }
-    timed = {
-        (c.nspname, c.relname, c.attname)
-        for c in columns
-        if c.defn and any(word in c.type for word in _TIME_TYPES)
-    }
-    # Foreign keys onto sequence-drawn columns: compare through the joined row.
-    references = _rows(
-        conn,
-        "SELECT sn.nspname AS src_schema, sc.relname AS src_table, sa.attname AS src_col,"
-        " tn.nspname AS dst_schema, tc.relname AS dst_table, ta.attname AS dst_col"
-        " FROM pg_constraint o"
-        " JOIN pg_class sc ON sc.oid = o.conrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace"
-        " JOIN pg_class tc ON tc.oid = o.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace"
-        " JOIN pg_attribute sa ON sa.attrelid = o.conrelid AND sa.attnum = o.conkey[1]"
-        " JOIN pg_attribute ta ON ta.attrelid = o.confrelid AND ta.attnum = o.confkey[1]"
-        " WHERE o.contype = 'f' AND array_length(o.conkey, 1) = 1",
-    )
-    joins = {
-        (r.src_schema, r.src_table, r.src_col): (r.dst_schema, r.dst_table, r.dst_col)
+    if volatile is None:  # no second clean run to tell: time columns with a default
+        volatile = {
+            (c.nspname, c.relname, c.attname)
+            for c in columns
+            if c.defn and any(word in c.type for word in _TIME_TYPES)
+        }
+    keys = drawn | volatile
+    # Foreign keys onto those keys (any of their columns): compared through the joined row.
+    references = [
+        Reference(
+            (r.src_schema, r.src_table),
+            tuple(r.src_cols),
+            (r.dst_schema, r.dst_table),
+            tuple(r.dst_cols),
+        )
+        for r in _rows(
+            conn,
+            "SELECT sn.nspname AS src_schema, sc.relname AS src_table,"
+            " tn.nspname AS dst_schema, tc.relname AS dst_table,"
+            " array_agg(sa.attname::text ORDER BY k.i) AS src_cols,"
+            " array_agg(ta.attname::text ORDER BY k.i) AS dst_cols"
+            " FROM pg_constraint o"
+            " JOIN pg_class sc ON sc.oid = o.conrelid"
+            " JOIN pg_namespace sn ON sn.oid = sc.relnamespace"
+            " JOIN pg_class tc ON tc.oid = o.confrelid"
+            " JOIN pg_namespace tn ON tn.oid = tc.relnamespace"
+            " CROSS JOIN LATERAL unnest(o.conkey, o.confkey) WITH ORDINALITY AS k(src, dst, i)"
+            " JOIN pg_attribute sa ON sa.attrelid = o.conrelid AND sa.attnum = k.src"
+            " JOIN pg_attribute ta ON ta.attrelid = o.confrelid AND ta.attnum = k.dst"
+            " WHERE o.contype = 'f'"
+            " GROUP BY o.oid, sn.nspname, sc.relname, tn.nspname, tc.relname",
+        )
+    ]
+    references = [
+        r
         for r in references
-        if (r.dst_schema, r.dst_table, r.dst_col) in drawn
-    }
+        if any((r.target[0], r.target[1], c) in keys for c in r.target_columns)
+    ]
     raw: dict[tuple[str, str], list[dict[str, t.Any]]] = {}
     for schema_name, table in tables:
         result = conn.exec_driver_sql(f'SELECT * FROM "{schema_name}"."{table}"')
         raw[(schema_name, table)] = [dict(row._mapping) for row in result]
-
-    def stable(schema_name: str, table: str, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        kept: dict[str, t.Any] = {}
-        for name, value in row.items():
-            key = (schema_name, table, name)
-            if key in drawn or key in timed:
-                continue
-            target = joins.get(key)
-            if target is not None and value is not None:
-                match = next(
-                    (r for r in raw.get(target[:2], []) if r.get(target[2]) == value), None
-                )
-                value = (
-                    {"→": stable(target[0], target[1], match)} if match is not None else {"→": None}
-                )
-            kept[name] = value
-        return kept
-
+    serialised = serialise(raw, keys, references)
     counts: dict[str, int] = {}
     hashes: dict[str, str] = {}
     kept_rows: dict[str, tuple[str, ...]] = {}
+    column_digests: dict[ColumnName, str] = {}
     for (schema_name, table), rows in raw.items():
         label = f"{schema_name}.{table}"
-        serialised = sorted(
-            json.dumps(stable(schema_name, table, r), sort_keys=True, default=str) for r in rows
-        )
+        texts = sorted(serialised[(schema_name, table)])
         counts[label] = len(rows)
-        hashes[label] = hashlib.sha256("\n".join(serialised).encode()).hexdigest()
-        kept_rows[label] = tuple(serialised)
-    return counts, hashes, kept_rows
+        hashes[label] = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+        kept_rows[label] = tuple(texts)
+        for name in rows[0] if rows else ():
+            values = sorted(json.dumps(r[name], sort_keys=True, default=str) for r in rows)
+            column_digests[(schema_name, table, name)] = hashlib.sha256(
+                "\n".join(values).encode()
+            ).hexdigest()
+    return counts, hashes, kept_rows, column_digests
