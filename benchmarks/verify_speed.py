@@ -3,11 +3,18 @@
 Whole processes are timed (interpreter start, imports, parsing, rules,
 rendering), alternated run by run, because that is what CI pays. squawk is
 ``squawk-cli`` from PyPI (a native binary), run on the same files with its
-default rules. The findings of each are counted by rule, side by side.
+default rules. The findings of each are counted by rule, side by side. Without
+squawk installed, its column is left empty (``null``) with a note, and verify
+is still timed.
+
+A second figure times one large hand-written ``db_migrate.py`` (``--calls``
+calls to ``execute_with_retry``, half through local variables, in one
+function): verify indexes each scope once, so its time must grow linearly with
+the calls of a file, not quadratically. squawk does not read Python.
 
 Writes benchmarks/results/verify_speed.json.
 
-Usage: python -m benchmarks.verify_speed [--count 1000] [--runs 5]
+Usage: python -m benchmarks.verify_speed [--count 1000] [--runs 5] [--calls 2000]
 """
 
 from __future__ import annotations
@@ -29,17 +36,66 @@ from benchmarks.common import median
 from benchmarks.common import ratio
 from benchmarks.common import write_result
 from benchmarks.history import generate
+from benchmarks.history import steps
+
+SQUAWK_MISSING = "squawk not installed (pip install -e '.[bench]' for squawk-cli): not compared"
 
 
-def squawk_binary() -> str:
+def squawk_binary() -> str | None:
     here = os.path.join(os.path.dirname(sys.executable), "squawk")
-    found = here if os.path.exists(here) else shutil.which("squawk")
-    if not found:
-        raise SystemExit("squawk not found: pip install -e '.[bench]' (squawk-cli)")
-    return found
+    return here if os.path.exists(here) else shutil.which("squawk")
 
 
-def run(count: int, runs: int) -> dict[str, object]:
+def large_python_file(path: str, calls: int) -> str:
+    """A seed-style ``db_migrate.py``: one function making ``calls`` executor calls.
+
+    Every other call passes its SQL through a local variable bound just
+    above it (what made verify quadratic before scopes were indexed).
+    """
+    lines = [
+        "from flask_safe_migrate import execute_with_retry",
+        "",
+        "",
+        "def migrate(engine):",
+    ]
+    for number, (_, sql) in zip(range(calls), steps(calls), strict=False):
+        statement = sql.strip()
+        if number % 2:
+            lines.append(f"    sql_{number} = {statement!r}")
+            lines.append(f"    execute_with_retry(engine, sql_{number})")
+        else:
+            lines.append(f"    execute_with_retry(engine, {statement!r})")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def time_python_file(calls: int, runs: int) -> dict[str, object]:
+    """Whole-process time of verify on one ``calls``-call Python file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = large_python_file(os.path.join(tmp, "db_migrate.py"), calls)
+        command = [sys.executable, "-m", "flask_safe_migrate", "verify", path, "--format", "json"]
+        timings: list[float] = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            timings.append(time.perf_counter() - started)
+            if completed.returncode not in (0, 1):
+                raise SystemExit(f"verify failed ({completed.returncode}):\n{completed.stderr}")
+    seconds = median(timings)
+    log(f"verify one .py file with {calls} calls: {seconds:.3f}s")
+    return {
+        "python_file_calls": calls,
+        "python_file_median_s": round(seconds, 3),
+        "python_file_budget_s": 2.0,
+        "python_file_met": seconds < 2.0,
+    }
+
+
+def run(count: int, runs: int, calls: int = 2000) -> dict[str, object]:
+    squawk = squawk_binary()
+    if squawk is None:
+        log(SQUAWK_MISSING)
     with tempfile.TemporaryDirectory() as tmp:
         directory = generate(os.path.join(tmp, "migrations"), count)
         files = sorted(glob.glob(os.path.join(directory, "*.sql")))
@@ -52,56 +108,74 @@ def run(count: int, runs: int) -> dict[str, object]:
             "--format",
             "json",
         ]
-        squawk_cmd = [squawk_binary(), "--reporter", "json", *files]
-        timings: dict[str, list[float]] = {"ours": [], "squawk": []}
+        commands = {"ours": ours_cmd}
+        if squawk is not None:
+            commands["squawk"] = [squawk, "--reporter", "json", *files]
+        timings: dict[str, list[float]] = {tool: [] for tool in commands}
         outputs: dict[str, str] = {}
         codes: dict[str, int] = {}
         for rep in range(runs):
-            order = ("ours", "squawk") if rep % 2 == 0 else ("squawk", "ours")
+            order = list(commands) if rep % 2 == 0 else list(reversed(commands))
             for tool in order:
-                command = ours_cmd if tool == "ours" else squawk_cmd
                 started = time.perf_counter()
-                completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+                completed = subprocess.run(commands[tool], cwd=ROOT, capture_output=True, text=True)
                 timings[tool].append(time.perf_counter() - started)
                 if tool == "ours" and completed.returncode not in (0, 1):
                     raise SystemExit(f"verify failed ({completed.returncode}):\n{completed.stderr}")
                 outputs[tool], codes[tool] = completed.stdout, completed.returncode
         ours_doc = json.loads(outputs["ours"])
-        squawk_doc = json.loads(outputs["squawk"] or "[]")
     ours_rules = collections.Counter(f["rule"] for f in ours_doc["findings"])
-    squawk_rules = collections.Counter(f["rule_name"] for f in squawk_doc)
-    ours_files = len({f["path"] for f in ours_doc["findings"]})
-    squawk_files = len({f["file"] for f in squawk_doc})
-    ours_s, squawk_s = median(timings["ours"]), median(timings["squawk"])
-    version = subprocess.run([squawk_binary(), "--version"], capture_output=True, text=True)
-    log(f"verify {count} files: ours {ours_s:.3f}s, squawk {squawk_s:.3f}s")
-    return {
+    ours_s = median(timings["ours"])
+    figures: dict[str, object] = {
         "files": count,
         "runs": runs,
         "ours_median_s": round(ours_s, 3),
-        "squawk_median_s": round(squawk_s, 3),
-        "ratio": ratio(ours_s, squawk_s),
         "budget_s": 2.0,
         "met": ours_s < 2.0,
-        "squawk_version": version.stdout.strip(),
         "ours_exit": codes["ours"],
-        "squawk_exit": codes["squawk"],
         "ours_findings": sum(ours_rules.values()),
-        "ours_files_flagged": ours_files,
+        "ours_files_flagged": len({f["path"] for f in ours_doc["findings"]}),
         "ours_dml_classified": len(ours_doc.get("dml", [])),
         "ours_by_rule": dict(ours_rules.most_common()),
-        "squawk_findings": sum(squawk_rules.values()),
-        "squawk_files_flagged": squawk_files,
-        "squawk_by_rule": dict(squawk_rules.most_common()),
     }
+    if squawk is None:
+        log(f"verify {count} files: ours {ours_s:.3f}s; {SQUAWK_MISSING}")
+        figures.update(
+            squawk_median_s=None,
+            ratio=None,
+            squawk_version=None,
+            squawk_exit=None,
+            squawk_findings=None,
+            squawk_files_flagged=None,
+            squawk_by_rule={},
+            squawk_note=SQUAWK_MISSING,
+        )
+    else:
+        squawk_doc = json.loads(outputs["squawk"] or "[]")
+        squawk_rules = collections.Counter(f["rule_name"] for f in squawk_doc)
+        squawk_s = median(timings["squawk"])
+        version = subprocess.run([squawk, "--version"], capture_output=True, text=True)
+        log(f"verify {count} files: ours {ours_s:.3f}s, squawk {squawk_s:.3f}s")
+        figures.update(
+            squawk_median_s=round(squawk_s, 3),
+            ratio=ratio(ours_s, squawk_s),
+            squawk_version=version.stdout.strip(),
+            squawk_exit=codes["squawk"],
+            squawk_findings=sum(squawk_rules.values()),
+            squawk_files_flagged=len({f["file"] for f in squawk_doc}),
+            squawk_by_rule=dict(squawk_rules.most_common()),
+        )
+    figures.update(time_python_file(calls, runs))
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    write_result("verify_speed", run(args.count, args.runs))
+    write_result("verify_speed", run(args.count, args.runs, args.calls))
 
 
 if __name__ == "__main__":

@@ -27,9 +27,13 @@ from ..sqlsplit import Statement
 from ..sqlsplit import split_sql
 from . import _suppress
 from ._finding import Finding
+from ._finding import Severity
 from ._model import SqlStatement
 from ._model import Unit
 from ._model import Via
+from ._scopes import Binding
+from ._scopes import ModuleIndex
+from ._scopes import call_name
 from ._sql import rewrite_placeholders
 from .dml import DYNAMIC_SQL
 from .dml import SQL_SYNTAX_ERROR
@@ -41,6 +45,7 @@ _SKIP_DIRS = frozenset(
 )
 _EXECUTE_ATTRS = frozenset({"execute", "exec_driver_sql", "executemany", "scalar", "scalars"})
 _TEXT_FUNCS = frozenset({"text", "dedent", "literal_column"})
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # line ends as Python's tokenizer counts them
 
 
 # -- files ------------------------------------------------------------------------------
@@ -339,6 +344,37 @@ class PyModule:
     package_names: frozenset[str]
     parents: dict[ast.AST, ast.AST]
     lines: list[str]
+    index: ModuleIndex
+
+    def segment(self, node: ast.AST, limit: int = 400) -> str:
+        """The source of ``node`` on one line, at most ``limit`` characters.
+
+        :func:`ast.get_source_segment` splits the whole file on every call,
+        which made verify quadratic in the calls of a file; this slices the
+        lines split once (AST columns are UTF-8 byte offsets).
+        """
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        first_col, end_col = (
+            getattr(node, "col_offset", None),
+            getattr(node, "end_col_offset", None),
+        )
+        if start is None or end is None or first_col is None or end_col is None:
+            return ""
+        pieces: list[str] = []
+        size = 0
+        for number in range(start, min(end, len(self.lines)) + 1):
+            line = self.lines[number - 1]
+            if number == start or number == end:
+                data = line.encode("utf-8")
+                data = data[:end_col] if number == end else data
+                data = data[first_col:] if number == start else data
+                line = data.decode("utf-8", errors="replace")
+            pieces.append(line)
+            size += len(line)
+            if size > limit * 2:
+                break
+        flat = " ".join(" ".join(pieces).split())
+        return flat[:limit]
 
     def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The innermost function around ``node``."""
@@ -382,20 +418,16 @@ def parse_python(
             f"{display}:{exc.lineno}: Python syntax error: {exc.msg}; verify reads Python "
             "files without importing them, but they must parse"
         ) from exc
-    parents: dict[ast.AST, ast.AST] = {}
-    for parent in ast.walk(tree):
-        for child in ast.iter_child_nodes(parent):
-            parents[child] = parent
+    index = ModuleIndex(tree)
     retry = set(retry_functions)
     package: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if alias.name in retry_functions or alias.name == "run_with_retry":
-                    local = alias.asname or alias.name
-                    retry.add(local)
-                    if (node.module or "").split(".")[0] == "flask_safe_migrate":
-                        package.add(local)
+    for node in index.imports_from:
+        for alias in node.names:
+            if alias.name in retry_functions or alias.name == "run_with_retry":
+                local = alias.asname or alias.name
+                retry.add(local)
+                if (node.module or "").split(".")[0] == "flask_safe_migrate":
+                    package.add(local)
     is_migration = MIGRATION_NAME.match(path.name) is not None
     return PyModule(
         path=display,
@@ -405,36 +437,54 @@ def parse_python(
         migration_scope=is_migration or "migrat" in path.stem.lower(),
         retry_names=frozenset(retry),
         package_names=frozenset(package),
-        parents=parents,
-        lines=text.split("\n"),
+        parents=index.parents,
+        lines=_LINE_BREAK.split(text),
+        index=index,
     )
 
 
-Resolved = list[str] | str | None  # literals | kind of dynamic SQL | unknown
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dynamic:
+    """SQL whose text is decided at run time; ``how`` completes "SQL built with ..."."""
+
+    how: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unknown:
+    """A value verify cannot read; ``what`` says what it is, ``text`` whether it is SQL text."""
+
+    what: str
+    text: bool = False
+
+
+Resolved = list[str] | Dynamic | Unknown  # literal SQL texts | built at run time | unreadable
+
+_CHAIN_METHODS = frozenset({"bindparams", "columns", "execution_options", "strip", "dedent"})
+
+
+def _lines(bindings: t.Sequence[Binding]) -> str:
+    return ", ".join(str(b.position[0]) for b in bindings)
 
 
 class _Resolver:
+    """Follows an SQL argument back to string literals, through names bound in scope."""
+
     def __init__(self, module: PyModule) -> None:
         self.module = module
-        self.constants: dict[str, ast.expr] = {}
-        for stmt in module.tree.body:
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-                target = stmt.targets[0]
-                if isinstance(target, ast.Name):
-                    self.constants[target.id] = stmt.value
-            elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                if stmt.value is not None:
-                    self.constants[stmt.target.id] = stmt.value
+        self.index = module.index
 
     def resolve(self, expr: ast.expr, at: ast.AST, depth: int = 0) -> Resolved:
         if depth > 8:
-            return None
+            return Unknown("a value bound through too many names")
         if isinstance(expr, ast.Constant):
-            return [expr.value] if isinstance(expr.value, str) else None
+            if isinstance(expr.value, str):
+                return [expr.value]
+            return Unknown(f"the constant {expr.value!r}")
         if isinstance(expr, ast.JoinedStr):
             if all(isinstance(v, ast.Constant) for v in expr.values):
                 return ["".join(str(t.cast(ast.Constant, v).value) for v in expr.values)]
-            return "an f-string"
+            return Dynamic("an f-string")
         if isinstance(expr, ast.BinOp):
             if isinstance(expr.op, ast.Add):
                 left = self.resolve(expr.left, at, depth + 1)
@@ -445,70 +495,104 @@ class _Resolver:
                     and len(left) == len(right) == 1
                 ):
                     return [left[0] + right[0]]
-                if left is None and right is None:
-                    return None
-                return "'+' concatenation"
+                if (
+                    isinstance(left, Unknown)
+                    and isinstance(right, Unknown)
+                    and not (left.text or right.text)
+                ):
+                    return Unknown("a sum of values that are not SQL text")
+                return Dynamic("'+' concatenation")
             if isinstance(expr.op, ast.Mod):
                 left = self.resolve(expr.left, at, depth + 1)
-                return "'%' formatting" if left is not None else None
-            return None
+                if isinstance(left, Unknown) and not left.text:
+                    return Unknown("a '%' expression")
+                return Dynamic("'%' formatting")
+            return Unknown("an arithmetic expression")
         if isinstance(expr, ast.Call):
-            func = expr.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name == "format" and isinstance(func, ast.Attribute):
-                base = self.resolve(func.value, at, depth + 1)
-                return "'.format()'" if base is not None else None
-            if name in _TEXT_FUNCS and expr.args:
-                return self.resolve(expr.args[0], at, depth + 1)
-            return None
+            return self._call(expr, at, depth)
         if isinstance(expr, ast.Name):
             return self._name(expr, at, depth)
-        return None
+        return Unknown(f"a {type(expr).__name__} expression")
+
+    def _call(self, expr: ast.Call, at: ast.AST, depth: int) -> Resolved:
+        func = expr.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name == "format" and isinstance(func, ast.Attribute):
+            base = self.resolve(func.value, at, depth + 1)
+            if isinstance(base, Unknown) and not base.text:
+                return Unknown("the result of .format()")
+            return Dynamic("'.format()'")
+        if name in _TEXT_FUNCS:
+            if not expr.args:
+                return Unknown(f"{name}() without a literal argument", text=True)
+            inner = self.resolve(expr.args[0], at, depth + 1)
+            if isinstance(inner, Unknown):
+                return Unknown(inner.what, text=True)
+            return inner
+        if name in _CHAIN_METHODS and isinstance(func, ast.Attribute):
+            # text("...").bindparams(x=1), .columns(...), .execution_options(...)
+            base = self.resolve(func.value, at, depth + 1)
+            if not isinstance(base, Unknown) or base.text:
+                return base
+        shown = self.module.segment(expr.func, 60) or "a function"
+        return Unknown(f"the result of {shown}()")
+
+    def _bindings(self, name: ast.Name, at: ast.AST) -> list[Binding]:
+        """The bindings of ``name`` whose value may be the one seen at ``at``."""
+        scope = self.index.scope(at)
+        if name.id in scope.bindings:
+            found, _certain = self.index.reaching(name.id, at)
+            return found
+        for outer in self.index.outer_scopes(scope):
+            if name.id in outer.bindings:
+                # an enclosing function or the module: bound before the call runs
+                return list(outer.bindings[name.id])
+        return []
 
     def _name(self, name: ast.Name, at: ast.AST, depth: int) -> Resolved:
-        function = self.module.enclosing_function(at)
-        line = getattr(at, "lineno", 0)
-        if function is not None:
-            args = function.args
-            params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-            binding: ast.expr | None = None
-            loop: ast.expr | None = None
-            for node in ast.walk(function):
-                if getattr(node, "lineno", line + 1) > line:
-                    continue
-                if isinstance(node, ast.Assign) and any(
-                    isinstance(target, ast.Name) and target.id == name.id for target in node.targets
-                ):
-                    binding, loop = node.value, None
-                elif (
-                    isinstance(node, ast.For)
-                    and isinstance(node.target, ast.Name)
-                    and node.target.id == name.id
-                ):
-                    binding, loop = None, node.iter
-            if loop is not None:
-                return self._items(loop, at, depth)
-            if binding is not None:
-                return self.resolve(binding, at, depth + 1)
-            if name.id in params:
-                return None
-        for node in ast.walk(self.module.tree):
-            if (
-                isinstance(node, ast.For)
-                and isinstance(node.target, ast.Name)
-                and node.target.id == name.id
-                and self.module.enclosing_function(node) is None
-                and getattr(node, "lineno", 0) <= line <= getattr(node, "end_lineno", 0)
-            ):
-                return self._items(node.iter, at, depth)
-        value = self.constants.get(name.id)
-        return self.resolve(value, at, depth + 1) if value is not None else None
+        bindings = self._bindings(name, at)
+        if not bindings:
+            return Unknown(f"the name {name.id!r}, bound nowhere in this file")
+        growing = [b for b in bindings if b.kind == "augassign"]
+        if growing:
+            op = t.cast(ast.AugAssign, growing[0].node).op
+            symbol = {ast.Add: "+=", ast.Mod: "%="}.get(type(op), "an augmented assignment")
+            return Dynamic(f"{symbol!r} on {name.id!r} (line {_lines(growing)})")
+        if len(bindings) == 1:
+            return self._binding(bindings[0], name, at, depth)
+        values = [self._binding(b, name, at, depth) for b in bindings]
+        if all(isinstance(v, list) for v in values):
+            merged: list[str] = []
+            for value in values:
+                merged.extend(x for x in t.cast(list[str], value) if x not in merged)
+            return merged
+        return Dynamic(
+            f"{name.id!r} taking a value chosen at run time (bound at lines "
+            f"{_lines(sorted(bindings, key=lambda b: b.position))}, not all to literal SQL)"
+        )
+
+    def _binding(self, binding: Binding, name: ast.Name, at: ast.AST, depth: int) -> Resolved:
+        if binding.kind == "param":
+            function = t.cast(ast.FunctionDef, binding.node)
+            return Unknown(f"the parameter {name.id!r} of {function.name}()")
+        if binding.kind == "for" and binding.value is not None:
+            return self._items(binding.value, at, depth)
+        if binding.kind == "assign" and binding.value is not None:
+            return self.resolve(binding.value, binding.node, depth + 1)
+        return Unknown(f"{name.id!r} as bound at line {binding.position[0]}")
+
+    def _value(self, name: ast.Name, at: ast.AST) -> ast.expr | None:
+        """The expression ``name`` is bound to at ``at``, when exactly one assignment reaches it."""
+        bindings = self._bindings(name, at)
+        if len(bindings) == 1 and bindings[0].kind == "assign":
+            return bindings[0].value
+        return None
 
     def _items(self, iterable: ast.expr, at: ast.AST, depth: int) -> Resolved:
         if isinstance(iterable, ast.Name):
-            value = self.constants.get(iterable.id)
+            value = self._value(iterable, at)
             if value is None:
-                return None
+                return Unknown(f"the items of {iterable.id!r}")
             iterable = value
         if isinstance(iterable, (ast.List, ast.Tuple)):
             result: list[str] = []
@@ -518,7 +602,7 @@ class _Resolver:
                     return item
                 result.extend(item)
             return result
-        return None
+        return Unknown("the items of an iterable that is not a literal list")
 
     def rows(self, expr: ast.expr | None, at: ast.AST, depth: int = 0) -> int | None:
         """How many parameter sets a call passes (1 for none or a dict)."""
@@ -533,20 +617,8 @@ class _Resolver:
         if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "dict":
             return 1
         if isinstance(expr, ast.Name) and depth < 4:
-            function = self.module.enclosing_function(at)
-            scope: ast.AST = function if function is not None else self.module.tree
-            line = getattr(at, "lineno", 0)
-            binding = None
-            for node in ast.walk(scope):
-                if (
-                    isinstance(node, ast.Assign)
-                    and getattr(node, "lineno", line + 1) <= line
-                    and any(isinstance(x, ast.Name) and x.id == expr.id for x in node.targets)
-                ):
-                    binding = node.value
-            if binding is None:
-                binding = self.constants.get(expr.id)
-            return self.rows(binding, at, depth + 1) if binding is not None else None
+            value = self._value(expr, at)
+            return self.rows(value, at, depth + 1) if value is not None else None
         return None
 
 
@@ -598,16 +670,88 @@ def _backfill_as_sql(
     return "migration", ast.copy_location(ast.Constant(sql), call), None
 
 
+_UNVERIFIABLE_FIX = (
+    "pass the SQL as a string literal or a module-level constant; if this function only "
+    "forwards its callers' SQL, name it a retry function (--retry-function NAME or "
+    "SAFE_MIGRATE_VERIFY_RETRY_FUNCTIONS) so that the SQL of its callers is checked; or accept "
+    "it with '# safe-migrate: allow[unverifiable-sql] <reason>'"
+)
+
+
+def _executor_argument(module: PyModule, call: ast.Call) -> bool:
+    """Whether ``call`` is the retry executor or ``m.execute``: its argument is always SQL."""
+    if module.is_retry_call(call):
+        return True
+    func = call.func
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+        return False
+    if func.value.id == "m":
+        return True
+    top = module.top_function(call)
+    return (
+        module.is_migration
+        and top is not None
+        and bool(top.args.args)
+        and func.value.id == top.args.args[0].arg
+    )
+
+
+def _in_retry_definition(module: PyModule, node: ast.AST) -> bool:
+    """Inside the body of a retry function (its SQL comes from its callers, checked there)."""
+    return any(
+        isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and parent.name in module.retry_names
+        for parent in module.index.ancestors(node)
+    )
+
+
+def _retried(module: PyModule, call: ast.Call) -> bool:
+    """Whether ``call`` runs inside a hand-written retry: a retry function's body, or an
+    attempt loop (``while``, or ``for ... in range(...)``) with a ``try``/``except`` around it.
+    """
+    if _in_retry_definition(module, call):
+        return True
+    child: ast.AST = call
+    guarded = False
+    for parent in module.index.ancestors(call):
+        if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return False
+        if isinstance(parent, ast.Try) and parent.handlers and child in parent.body:
+            guarded = True
+        if guarded and isinstance(parent, ast.While):
+            return True
+        if (
+            guarded
+            and isinstance(parent, (ast.For, ast.AsyncFor))
+            and isinstance(parent.iter, ast.Call)
+            and call_name(parent.iter) == "range"
+        ):
+            return True
+        child = parent
+    return False
+
+
+def _unverifiable(module: PyModule, call: ast.Call, unknown: Unknown) -> Finding:
+    return Finding(
+        UNVERIFIABLE_SQL,
+        module.path,
+        call.lineno,
+        f"the SQL passed here is {unknown.what}: verify reads only literal SQL, so what this "
+        "call runs is not checked",
+        _UNVERIFIABLE_FIX,
+        module.segment(call, 120),
+        Severity.WARNING,
+    )
+
+
 def extract_python(module: PyModule) -> Extracted:
     """Units (per migration file, or per function of an application module) and findings."""
     out = Extracted(module=module)
     out.all_allows = _suppress.scan(module.text, python=True)
     out.allows = _suppress.attach(module.text, out.all_allows, python=True)
     resolver = _Resolver(module)
-    calls = sorted(
-        (n for n in ast.walk(module.tree) if isinstance(n, ast.Call)),
-        key=lambda n: (n.lineno, n.col_offset),
-    )
+    calls = [call for scope in module.index.scopes.values() for call in scope.calls]
+    calls.sort(key=lambda n: (n.lineno, n.col_offset))
     units: dict[str, tuple[list[SqlStatement], list[SqlStatement]]] = {}
     order: list[str] = []
     for call in calls:
@@ -616,23 +760,28 @@ def extract_python(module: PyModule) -> Extracted:
             continue
         via, sql_expr, params = found
         resolved = resolver.resolve(sql_expr, call)
-        if resolved is None:
+        if isinstance(resolved, Unknown):
+            if (resolved.text or _executor_argument(module, call)) and not _in_retry_definition(
+                module, call
+            ):
+                out.findings.append(_unverifiable(module, call, resolved))
             continue
-        segment = ast.get_source_segment(module.text, call) or ""
-        snippet = " ".join(segment.split())
-        if isinstance(resolved, str):
+        snippet = module.segment(call, 120)
+        if isinstance(resolved, Dynamic):
             out.findings.append(
                 Finding(
                     DYNAMIC_SQL,
                     module.path,
                     call.lineno,
-                    f"SQL built with {resolved} cannot be verified, and interpolating values "
+                    f"SQL built with {resolved.how} cannot be verified, and interpolating values "
                     "into SQL is an SQL-injection risk",
                     DYNAMIC_SQL.fix,
-                    snippet[:120],
+                    snippet,
                 )
             )
             continue
+        if via == "execute" and _retried(module, call):
+            via = "retry"
         top = module.top_function(call)
         if module.is_migration:
             label = pathlib.PurePath(module.path).stem
@@ -658,7 +807,7 @@ def extract_python(module: PyModule) -> Extracted:
                         call.lineno,
                         message,
                         SQL_SYNTAX_ERROR.fix,
-                        snippet[:120],
+                        snippet,
                     )
                 )
                 continue

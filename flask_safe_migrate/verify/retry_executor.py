@@ -141,9 +141,7 @@ def check_definitions(module: PyModule) -> tuple[list[Finding], list[Checked]]:
     """Check every retry function defined in ``module``."""
     findings: list[Finding] = []
     checked: list[Checked] = []
-    for function in ast.walk(module.tree):
-        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
+    for function in module.index.functions():
         if function.name not in module.retry_names or function.name in module.package_names:
             continue
         found, evidence = _check_function(module, function)
@@ -275,15 +273,15 @@ def _ancestors(module: PyModule, node: ast.AST, stop: ast.AST) -> t.Iterator[ast
 
 
 def _source(module: PyModule, node: ast.AST) -> str:
-    text = ast.get_source_segment(module.text, node) or ""
-    flat = " ".join(text.split())
+    flat = module.segment(node, 61)
     return flat if len(flat) <= 60 else flat[:59] + "…"
 
 
 def check_calls(module: PyModule) -> list[Finding]:
     """``retry-connection-reused`` at call sites: a connection passed to a retry function."""
     findings: list[Finding] = []
-    for call in _calls(module.tree):
+    calls = [call for scope in module.index.scopes.values() for call in scope.calls]
+    for call in sorted(calls, key=lambda c: (c.lineno, c.col_offset)):
         if not module.is_retry_call(call):
             continue
         connections = _connection_names(module, call)
@@ -308,20 +306,5 @@ def check_calls(module: PyModule) -> list[Finding]:
 
 
 def _connection_names(module: PyModule, call: ast.Call) -> set[str]:
-    names: set[str] = set()
-    function = module.enclosing_function(call)
-    scope: ast.AST = function if function is not None else module.tree
-    for node in ast.walk(scope):
-        if isinstance(node, (ast.With, ast.AsyncWith)):
-            for item in node.items:
-                expr = item.context_expr
-                if (
-                    isinstance(expr, ast.Call)
-                    and _attr(expr) in _OPENERS
-                    and isinstance(item.optional_vars, ast.Name)
-                ):
-                    names.add(item.optional_vars.id)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            if _attr(node.value) in _OPENERS:
-                names.update(x.id for x in node.targets if isinstance(x, ast.Name))
-    return names
+    """Names bound to a connection (``with engine.begin() as conn``) in the call's scope."""
+    return module.index.scope(call).connections

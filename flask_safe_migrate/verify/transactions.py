@@ -83,7 +83,7 @@ def _name(call: ast.Call) -> str:
 
 
 def _snippet(module: PyModule, node: ast.AST) -> str:
-    flat = " ".join((ast.get_source_segment(module.text, node) or "").split())
+    flat = module.segment(node, 101)
     return flat if len(flat) <= 100 else flat[:99] + "…"
 
 
@@ -105,11 +105,8 @@ class Checker:
         self.module = module
         self.executor_calls = 0
         self.findings: list[Finding] = []
-        self.functions: dict[str, Func] = {
-            f.name: f
-            for f in ast.walk(module.tree)
-            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-        }
+        self._reported: set[tuple[int, str]] = set()
+        self.functions: dict[str, Func] = {f.name: f for f in module.index.functions()}
         self.reaching = self._reaching()
 
     def _is_executor(self, call: ast.Call) -> bool:
@@ -117,22 +114,31 @@ class Checker:
 
     def _reaching(self) -> dict[str, ast.Call]:
         """Functions of this module that call the executor, directly or through each other."""
+        calls: dict[str, list[ast.Call]] = {}
+        for name, function in self.functions.items():
+            if name not in self.module.retry_names:
+                calls[name] = sorted(
+                    (c for c in ast.walk(function) if isinstance(c, ast.Call)),
+                    key=lambda c: (c.lineno, c.col_offset),
+                )
         reach: dict[str, ast.Call] = {}
+        for name, found in calls.items():
+            direct = next((c for c in found if self._is_executor(c)), None)
+            if direct is not None:
+                reach[name] = direct
         changed = True
         while changed:
             changed = False
-            for name, function in self.functions.items():
-                if name in reach or name in self.module.retry_names:
+            for name, found in calls.items():
+                if name in reach:
                     continue
-                for call in ast.walk(function):
-                    if not isinstance(call, ast.Call):
-                        continue
-                    if self._is_executor(call) or (
-                        isinstance(call.func, ast.Name) and call.func.id in reach
-                    ):
-                        reach[name] = call
-                        changed = True
-                        break
+                through = next(
+                    (c for c in found if isinstance(c.func, ast.Name) and c.func.id in reach),
+                    None,
+                )
+                if through is not None:
+                    reach[name] = through
+                    changed = True
         return reach
 
     def migration_code(self, node: ast.AST) -> bool:
@@ -174,12 +180,10 @@ class Checker:
                 )
         return self.findings
 
-    def _reported(self, line: int, rule: Rule) -> bool:
-        return any(f.line == line and f.rule is rule for f in self.findings)
-
     def _add(self, rule: Rule, node: ast.AST, message: str) -> None:
         line = getattr(node, "lineno", 1)
-        if not self._reported(line, rule):
+        if (line, rule.code) not in self._reported:
+            self._reported.add((line, rule.code))
             self.findings.append(
                 Finding(
                     rule, self.module.path, line, message, rule.fix, _snippet(self.module, node)
@@ -246,21 +250,7 @@ class Checker:
                     ):
                         return f"'with {_snippet(module, expr)}' (line {current.lineno})"
             current = module.parents.get(current)
-        function = module.enclosing_function(call)
-        if function is None:
-            return None
-        opened: ast.Call | None = None
-        for node in sorted(
-            (n for n in ast.walk(function) if isinstance(n, ast.Call)),
-            key=lambda n: (n.lineno, n.col_offset),
-        ):
-            if (node.lineno, node.col_offset) >= (call.lineno, call.col_offset):
-                break
-            parent = module.parents.get(node)
-            if _name(node) == "begin" and not isinstance(parent, ast.withitem):
-                opened = node
-            elif _name(node) in ("commit", "rollback", "close"):
-                opened = None
+        opened = module.index.scope(call).open_before.get(call)
         if opened is not None:
             return f"the transaction opened by {_snippet(module, opened)} (line {opened.lineno})"
         return None
