@@ -58,14 +58,16 @@ def collect(paths: t.Sequence[str | os.PathLike[str]]) -> list[pathlib.Path]:
     then name); hidden directories, ``__pycache__``, virtualenvs and build
     output are skipped. A file named explicitly must be ``.sql`` or ``.py``.
 
-    :raises BadInputError: a path does not exist or is not a SQL/Python file.
+    :raises BadInputError: a path does not exist or is not a SQL/Python file,
+        or a directory under it cannot be listed (its migrations would
+        otherwise go unchecked without a word).
     """
     found: list[pathlib.Path] = []
     seen: set[pathlib.Path] = set()
     for raw in paths:
         path = pathlib.Path(raw)
         if path.is_dir():
-            for directory, subdirs, files in os.walk(path):
+            for directory, subdirs, files in os.walk(path, onerror=_unreadable_directory):
                 subdirs[:] = sorted(
                     d
                     for d in subdirs
@@ -85,6 +87,13 @@ def collect(paths: t.Sequence[str | os.PathLike[str]]) -> list[pathlib.Path]:
         else:
             raise BadInputError(f"{path}: no such file or directory")
     return found
+
+
+def _unreadable_directory(error: OSError) -> t.NoReturn:
+    raise BadInputError(
+        f"{error.filename}: cannot be read ({error.strerror or error}); verify would skip "
+        "the files in it: make it readable, or leave it out of PATHS"
+    ) from error
 
 
 def _add(path: pathlib.Path, found: list[pathlib.Path], seen: set[pathlib.Path]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from flask_safe_migrate.verify import RULES
 from flask_safe_migrate.verify import verify_paths
 from flask_safe_migrate.verify._sql import rewrite_placeholders
 from flask_safe_migrate.verify.report import sarif
+from tests.conftest import missing
 
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -124,6 +127,40 @@ def test_usage_errors_exit_2(tmp_path: pathlib.Path) -> None:
     assert code == 2 and "Python syntax error" in output
     (tmp_path / "notes.txt").write_text("x")
     assert run(str(tmp_path / "notes.txt"))[0] == 2
+
+
+def _without_root_read_override(command: list[str]) -> list[str]:
+    """``command`` run so that a chmod 000 directory is really unreadable, root or not."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        missing("setpriv")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+
+
+def test_an_unreadable_subdirectory_is_a_usage_error_not_a_silent_skip(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "tree" / "locked").mkdir(parents=True)
+    (tmp_path / "tree" / "ok.sql").write_text("SELECT 1;\n")
+    (tmp_path / "tree" / "locked" / "m.sql").write_text("CLUSTER leads;\n")
+    (tmp_path / "tree" / "locked").chmod(0)
+    try:
+        completed = subprocess.run(
+            _without_root_read_override(
+                [sys.executable, "-m", "flask_safe_migrate", "verify", "tree"]
+            ),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        (tmp_path / "tree" / "locked").chmod(0o755)
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert "tree/locked: cannot be read" in completed.stderr
+    assert "Traceback" not in completed.stderr
 
 
 def test_lines_are_lines_of_the_first_token_with_multibyte_comments(tmp_path: pathlib.Path) -> None:
