@@ -42,7 +42,9 @@ def make_model_app(url: str, directory: str, version: int) -> Flask:
         email = sa.Column(sa.String(200), nullable=False, index=True)
         if version >= 2:
             team_id = sa.Column(sa.Integer, sa.ForeignKey("teams.id"), nullable=True)
-            score = sa.Column(sa.Integer, nullable=True, index=True)
+            score = sa.Column(
+                sa.BigInteger if version >= 3 else sa.Integer, nullable=True, index=True
+            )
 
     if version >= 2:
 
@@ -134,3 +136,123 @@ def test_autogenerate_refuses_while_migrations_are_pending(pg_url, tmp_path) -> 
     result = invoke(app, "new", "more", "--autogenerate")
     assert result.exit_code == 1 and "not up to date (1 pending: 0001_x)" in result.stderr
     assert sorted(os.listdir(directory)) == ["0001_x.sql"]
+
+
+def example_app_with(url: str, directory: str, *, tightened: bool) -> Flask:
+    """An app on the example CRM's real model set (example_app/models.py).
+
+    ``tightened`` adds, on copies of those tables, what autogenerate used to
+    write in blocking forms: a UNIQUE constraint on an existing table
+    (users.name) and a nullable column made NOT NULL (leads.company).
+    """
+    from example_app.models import db as example_db
+
+    metadata = sa.MetaData()
+    for table in example_db.metadata.sorted_tables:
+        table.to_metadata(metadata)
+    if tightened:
+        metadata.tables["users"].append_constraint(
+            sa.UniqueConstraint("name", name="users_name_key")
+        )
+        metadata.tables["leads"].c.company.nullable = False
+    app = Flask("sm_example_models")
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    db = SQLAlchemy(app, metadata=metadata)
+    SafeMigrate(app, db, directory=directory)
+    return app
+
+
+def test_autogenerate_and_check_on_the_example_app_models(pg_url, tmp_path) -> None:
+    from tests.helpers import copy_example_migrations
+    from tests.workflow.conftest import execute
+
+    directory = copy_example_migrations(tmp_path / "migrations")
+    app = example_app_with(pg_url, directory, tightened=False)
+    assert invoke(app, "run").exit_code == 0
+    same = invoke(app, "check")
+    assert same.exit_code == 0, same.output  # the models mirror the migrations' end state
+    execute(
+        pg_url,
+        "INSERT INTO users (email, name) VALUES ('a@x.org', 'Ada'), ('b@x.org', 'Bob')",
+        "INSERT INTO leads (email, company, status_id) VALUES ('l@x.org', 'Acme', 1)",
+    )
+
+    tight = example_app_with(pg_url, directory, tightened=True)
+    differs = invoke(tight, "check")
+    assert differs.exit_code == 1, differs.output
+    assert "CHECK (company IS NOT NULL) NOT VALID" in differs.output
+    assert "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_name_key" in differs.output
+    result = invoke(tight, "new", "tighten", "--autogenerate")
+    assert result.exit_code == 0, result.output
+    assert "verify: the new files pass" in result.output
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".sql"))[-3:]
+    assert names == ["0011_tighten.sql", "0012_tighten_concurrently.sql", "0013_tighten_finish.sql"]
+    main, safe, finish = (open(os.path.join(directory, n)).read() for n in names)
+    assert (
+        "ALTER TABLE leads ADD CONSTRAINT leads_company_not_null CHECK (company IS NOT NULL) "
+        "NOT VALID;" in main
+    )
+    assert "SET NOT NULL" not in main and "UNIQUE" not in main
+    assert "-- safe-migrate: no-transaction" in safe
+    assert "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_name_key ON users (name);" in safe
+    assert "ALTER TABLE leads VALIDATE CONSTRAINT leads_company_not_null;" in safe
+    assert "ALTER TABLE users ADD CONSTRAINT users_name_key UNIQUE USING INDEX users_name_key;" in (
+        finish
+    )
+    up = finish.split("-- safe-migrate: down")[0]
+    assert up.index("ALTER COLUMN company SET NOT NULL") < up.index(
+        "DROP CONSTRAINT leads_company_not_null"
+    )
+    # the project's own verifier accepts the whole directory, new files included
+    verified = invoke(tight, "verify")
+    assert verified.exit_code == 0, verified.output
+
+    run = invoke(tight, "run")
+    assert run.exit_code == 0, run.output
+    assert scalar(
+        pg_url,
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'leads'::regclass "
+        "AND attname = 'company'",
+    )
+    assert (
+        scalar(pg_url, "SELECT contype FROM pg_constraint WHERE conname = 'users_name_key'") == "u"
+    )
+    assert (
+        scalar(
+            pg_url, "SELECT count(*) FROM pg_constraint WHERE conname = 'leads_company_not_null'"
+        )
+        == 0
+    )
+    assert invoke(tight, "check").exit_code == 0
+
+    # the three generated down parts revert to exactly the example schema
+    back = invoke(tight, "rollback", "--to", "10")
+    assert back.exit_code == 0, back.output
+    for name in names:
+        os.remove(os.path.join(directory, name))
+    again = invoke(app, "check")
+    assert again.exit_code == 0, again.output
+
+
+def test_autogenerate_reports_what_verify_finds_in_the_new_files(pg_url, tmp_path) -> None:
+    # integer -> bigint has no lock-safe form (it rewrites the table under
+    # ACCESS EXCLUSIVE); verify's finding on the new file must reach the user.
+    directory = str(tmp_path / "m")
+    os.makedirs(directory)
+    app = make_model_app(pg_url, directory, 2)
+    assert invoke(app, "new", "initial", "--autogenerate").exit_code == 0
+    assert invoke(app, "run").exit_code == 0
+    app3 = make_model_app(pg_url, directory, 3)
+    result = invoke(app3, "new", "wider score", "--autogenerate")
+    assert result.exit_code == 0, result.output
+    assert (
+        "created m/0002_wider_score.sql" in result.output or "0002_wider_score.sql" in result.output
+    )
+    assert "verify found 1 problem(s) in the new files (1 error(s))" in result.output
+    assert "0002_wider_score.sql:" in result.output and "fix:" in result.output
+    os.remove(os.path.join(directory, "0002_wider_score.sql"))
+    as_json = invoke(app3, "new", "wider score", "--autogenerate", "--json")
+    document = json.loads(as_json.stdout)
+    assert [f["path"] for f in document["findings"]] == ["0002_wider_score.sql"]
+    assert document["findings"][0]["severity"] == "error"
+    assert document["findings"][0]["rule"] == "rewriting-type-change"
