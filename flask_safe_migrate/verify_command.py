@@ -84,5 +84,8 @@ def verify_command(paths: tuple[str, ...], output_format: str) -> None:
         paths or (state.migrations_directory(),),
         output_format=output_format,
         seed_max_rows=settings.seed_max_rows,
-        retry_functions=settings.verify_retry_functions,
+        # configured names add to execute_with_retry, they never replace it
+        retry_functions=tuple(
+            dict.fromkeys(("execute_with_retry", *settings.verify_retry_functions))
+        ),
     )

@@ -129,11 +129,16 @@ def verify_paths(
 ) -> Report:
     """Verify the ``.sql`` and ``.py`` files under ``paths``.
 
+    ``retry_functions`` names the functions that retry database work, in
+    addition to ``execute_with_retry`` (which always counts).
+
     :raises BadInputError: a path does not exist or cannot be read, or a
         Python file does not parse (the CLI exits 2). Everything about the
         *content* (SQL that does not parse included) is a finding instead.
     """
     cwd = cwd or os.getcwd()
+    # execute_with_retry always counts; configured names add to it
+    retry_functions = tuple(dict.fromkeys(("execute_with_retry", *retry_functions)))
     extracted: list[Extracted] = []
     for path in collect(paths):
         display = display_path(path, cwd)

@@ -210,6 +210,52 @@ def test_flask_command_uses_the_configured_directory() -> None:
     assert all(p["ok"] for p in document["points"]) and len(document["dml"]) == 6
 
 
+RETRY_LOOPS = """import time
+
+
+def execute_with_retry(engine, sql):
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                return conn.execute(sql)
+        except Exception:
+            time.sleep(2 ** attempt)
+
+
+def run_sql(engine, sql):
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                return conn.execute(sql)
+        except Exception:
+            time.sleep(2 ** attempt)
+"""
+
+
+@pytest.mark.parametrize("configured", [None, ["run_sql"], ["run_sql", "execute_with_retry"]])
+def test_flask_retry_function_names_add_to_execute_with_retry(
+    tmp_path: pathlib.Path, configured: list[str] | None
+) -> None:
+    from flask import Flask
+
+    from flask_safe_migrate import SafeMigrate
+
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "tasks.py").write_text(RETRY_LOOPS)
+    app = Flask(__name__, root_path=str(tmp_path))
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql://localhost/app"
+    if configured is not None:
+        app.config["SAFE_MIGRATE_VERIFY_RETRY_FUNCTIONS"] = configured
+    SafeMigrate(app, directory="migrations")
+    result = app.test_cli_runner().invoke(args=["safe-migrate", "verify", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    flagged = sorted((f["rule"], f["line"]) for f in json.loads(result.output)["findings"])
+    expected = [("retry-no-dispose", 5)]  # execute_with_retry always counts
+    if configured:
+        expected.append(("retry-no-dispose", 14))  # and run_sql once configured
+    assert flagged == expected
+
+
 def test_python_dash_m_without_an_app() -> None:
     completed = subprocess.run(
         [
