@@ -20,23 +20,43 @@ if t.TYPE_CHECKING:
     from .sqlsplit import Statement
 
 
-def verdict_for(migration: Migration) -> str | None:
-    """The verifier's verdict on ``migration``: ``safe``, ``N warning(s)`` or ``N error(s)``.
+def verdicts_for(
+    directory: str,
+    migrations: t.Sequence[Migration],
+    *,
+    seed_max_rows: int = 10,
+    retry_functions: t.Sequence[str] = ("execute_with_retry",),
+) -> dict[str, str]:
+    """The verifier's verdict on each of ``migrations``, by version.
 
-    Checked file by file (a dedup or orphan cleanup whose index or key comes
-    in the next file is judged by ``verify`` on the whole directory, which is
-    authoritative). ``None`` (printed ``n/a``) for a non-Postgres database.
+    ``safe``, ``N warning(s)`` or ``N error(s)``, from one ``verify`` run on
+    the whole directory, grouped by file: exactly what ``verify`` says, since
+    evidence can sit in another file (a dedup before the unique index of the
+    next migration, an orphan cleanup before validating a key added NOT VALID
+    in the previous one).
     """
     from .verify import verify_paths
 
-    report = verify_paths([migration.path])
-    live = [f for f in report.findings if f.suppressed is None]
-    errors = sum(1 for f in live if f.fails)
-    if errors:
-        return f"{errors} error(s)"
-    if live:
-        return f"{len(live)} warning(s)"
-    return "safe"
+    report = verify_paths(
+        [directory], seed_max_rows=seed_max_rows, retry_functions=retry_functions, cwd=directory
+    )
+    errors: dict[str, int] = {}
+    warnings: dict[str, int] = {}
+    for finding in report.findings:
+        if finding.suppressed is not None:
+            continue
+        counts = errors if finding.fails else warnings
+        counts[finding.path] = counts.get(finding.path, 0) + 1
+    verdicts = {}
+    for migration in migrations:
+        name = migration.path.name
+        if errors.get(name):
+            verdicts[migration.version] = f"{errors[name]} error(s)"
+        elif warnings.get(name):
+            verdicts[migration.version] = f"{warnings[name]} warning(s)"
+        else:
+            verdicts[migration.version] = "safe"
+    return verdicts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,11 +95,29 @@ class PlannedMigration:
 
 
 def build_plan(
-    runner: Runner, *, to: str | None = None, out_of_order: bool = False
+    runner: Runner,
+    *,
+    to: str | None = None,
+    out_of_order: bool = False,
+    seed_max_rows: int = 10,
+    retry_functions: t.Sequence[str] = ("execute_with_retry",),
 ) -> list[PlannedMigration]:
-    """The pending migrations ``run`` would apply, with effective timeouts."""
+    """The pending migrations ``run`` would apply, with effective timeouts and verdicts.
+
+    The verdicts need PostgreSQL (``None``, printed ``n/a``, otherwise);
+    ``seed_max_rows`` and ``retry_functions`` are ``verify``'s settings.
+    """
+    pending = runner.plan(to=to, out_of_order=out_of_order)
+    verdicts: dict[str, str] = {}
+    if pending and runner.db.is_postgres:
+        verdicts = verdicts_for(
+            runner.directory,
+            [migration for migration, _ in pending],
+            seed_max_rows=seed_max_rows,
+            retry_functions=retry_functions,
+        )
     planned = []
-    for migration, statements in runner.plan(to=to, out_of_order=out_of_order):
+    for migration, statements in pending:
         lock = migration.lock_timeout_ms
         statement_timeout = migration.statement_timeout_ms
         planned.append(
@@ -91,7 +129,7 @@ def build_plan(
                     runner.statement_timeout_ms if statement_timeout is None else statement_timeout
                 ),
                 statements=statements,
-                verdict=verdict_for(migration) if runner.db.is_postgres else None,
+                verdict=verdicts.get(migration.version),
             )
         )
     return planned

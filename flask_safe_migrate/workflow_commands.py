@@ -468,7 +468,7 @@ def print_plan(runner: Runner, *, to: str | None, out_of_order: bool, as_json: b
     from .plan import build_plan
     from .plan import describe
 
-    planned = build_plan(runner, to=to, out_of_order=out_of_order)
+    planned = build_plan(runner, to=to, out_of_order=out_of_order, **_verify_settings())
     if as_json:
         emit_json(
             {
@@ -487,6 +487,20 @@ def print_plan(runner: Runner, *, to: str | None, out_of_order: bool, as_json: b
         for line in describe(item):
             click.echo(line)
     click.echo(f"{len(planned)} migration{'s' if len(planned) != 1 else ''} would be applied.")
+
+
+def _verify_settings() -> dict[str, t.Any]:
+    """``verify``'s settings from the app's config (none under ``python -m``: defaults)."""
+    from flask import current_app
+    from flask import has_app_context
+
+    if not has_app_context() or "safe_migrate" not in current_app.extensions:
+        return {}
+    settings = extension().settings()
+    return {
+        "seed_max_rows": settings.seed_max_rows,
+        "retry_functions": settings.verify_retry_functions,
+    }
 
 
 # -- wait ----------------------------------------------------------------------------

@@ -152,3 +152,31 @@ def test_wait_on_sqlite(tmp_path) -> None:
     ext.upgrade(app)
     done = invoke(app, "wait", "--timeout", "5", "--json")
     assert done.exit_code == 0 and json.loads(done.stdout)["pending"] == 0
+
+
+def test_plan_verdicts_agree_with_verify_on_the_example_app(pg_url, tmp_path) -> None:
+    # 0010 cleans up bad references before validating the key 0009 added NOT
+    # VALID: only a verify of the whole directory sees that evidence.
+    from tests.helpers import copy_example_migrations
+
+    app, _ = make_app(pg_url, copy_example_migrations(tmp_path / "migrations"))
+    verified = invoke(app, "verify", "--format", "json")
+    assert verified.exit_code == 0, verified.output
+    findings = json.loads(verified.stdout)["findings"]
+    assert not [f for f in findings if f["severity"] == "error" and not f.get("suppressed")]
+    document = json.loads(invoke(app, "plan", "--json").stdout)
+    verdicts = {m["version"]: m["verdict"] for m in document["migrations"]}
+    assert len(verdicts) == 10
+    assert not [v for v, verdict in verdicts.items() if "error" in verdict], verdicts
+    assert verdicts["0010"] == "safe"
+    text = invoke(app, "plan")
+    assert "0010_validate_leads_owner_fk (sql)" in text.output and "error(s)" not in text.output
+
+
+def test_plan_on_sqlite_has_no_verdict(tmp_path) -> None:
+    files = {"0001_t.sql": "CREATE TABLE t (a integer);\n"}
+    app, _ = make_app(f"sqlite:///{tmp_path / 'a.db'}", write_migrations(tmp_path / "m", files))
+    result = invoke(app, "plan")
+    assert result.exit_code == 0, result.output
+    assert "0001_t (sql): one transaction" in result.output and "verdict n/a" in result.output
+    assert "1: CREATE TABLE t (a integer)" in result.output
