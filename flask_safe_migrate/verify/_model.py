@@ -18,7 +18,8 @@ Node = dict[str, t.Any]
 #: How a statement reaches the database. ``migration``: the runner runs it
 #: (a ``.sql`` migration, or ``m.execute`` in a ``.py`` migration). ``retry``:
 #: a call to a retry executor in application code (hand-written, or this
-#: package's ``execute_with_retry``, neither of which is the runner).
+#: package's ``execute_with_retry``, neither of which is the runner), or an
+#: ``execute(...)`` inside a hand-written retry loop or a retry function's body.
 #: ``execute``: any other ``execute(...)`` call.
 Via = t.Literal["migration", "retry", "execute"]
 UnitKind = t.Literal["sql", "py-migration", "python"]

@@ -1,11 +1,13 @@
 """concurrent-index-retry (SM103)
 
 ## What it does
-Flags ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` sent through a retry
-function outside the runner (``execute_with_retry(engine, "CREATE INDEX
-CONCURRENTLY IF NOT EXISTS ...")`` in application code). Migration files
-are not flagged: the runner checks for an INVALID leftover before every
-retry.
+Flags ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` retried outside the
+runner: sent through a retry function (``execute_with_retry(engine,
+"CREATE INDEX CONCURRENTLY IF NOT EXISTS ...")`` in application code), run
+by ``conn.execute(...)`` inside a hand-written retry loop (a ``while`` loop,
+or ``for ... in range(...)``, with a ``try``/``except`` around the call), or
+run in the body of a retry function itself. Migration files are not
+flagged: the runner checks for an INVALID leftover before every retry.
 
 ## Why is this bad?
 A concurrent build that fails half-way (a dropped connection, a lock
@@ -44,7 +46,11 @@ RULE = Rule(
 
 
 def check(stmt: SqlStatement, ctx: Context) -> t.Iterator[Finding]:
-    """Flag a concurrent, IF NOT EXISTS index build run through a hand-written retry."""
+    """Flag a concurrent, IF NOT EXISTS index build run through a hand-written retry.
+
+    The extractor marks such statements ``via="retry"``: the argument of a
+    retry function, or a call inside a retry loop or a retry function's body.
+    """
     node = stmt.node
     if (
         stmt.via == "retry"
