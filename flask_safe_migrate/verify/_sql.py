@@ -199,17 +199,32 @@ def target_table(node_type: str, node: Node) -> str | None:
         return relname(node.get("relation"))
     if node_type in ("ClusterStmt", "RenameStmt"):
         return relname(node.get("relation"))
+    if node_type == "TruncateStmt":
+        tables = truncated_tables(node)
+        return tables[0] if tables else None
     return created_table(node_type, node)
 
 
-DML_TYPES = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CopyStmt"})
+def truncated_tables(node: Node) -> list[str]:
+    """The tables a ``TRUNCATE`` empties (those named; ``CASCADE`` adds more)."""
+    names = (relname(item.get("RangeVar")) for item in node.get("relations") or [])
+    return [name for name in names if name]
+
+
+#: Statements that change rows. ``TRUNCATE`` is here although PostgreSQL
+#: files it under DDL: what it does is delete every row of the table (under
+#: ACCESS EXCLUSIVE), which is a data change no safe category covers.
+DML_TYPES = frozenset(
+    {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CopyStmt", "TruncateStmt"}
+)
 
 
 def is_dml(node_type: str, node: Node) -> bool:
     """Whether a statement changes rows (rather than the schema, or nothing).
 
     ``COPY ... FROM`` loads rows; ``COPY ... TO`` only reads. A ``SELECT``
-    writes when it has ``INTO`` or a data-modifying ``WITH``.
+    writes when it has ``INTO`` or a data-modifying ``WITH``. ``TRUNCATE``
+    deletes every row: DML (see :data:`DML_TYPES`).
     """
     if node_type == "CopyStmt":
         return bool(node.get("is_from"))

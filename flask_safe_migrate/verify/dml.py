@@ -27,6 +27,9 @@ Every statement that changes rows is classified, with evidence:
 Anything else is unsafe DML (rule ``unsafe-dml``): a migration can run on a
 table of any size, while the app serves traffic, and be retried; an
 unbounded or non-idempotent data change belongs in a batched job.
+``TRUNCATE`` counts as DML (it deletes every row, under ``ACCESS
+EXCLUSIVE``) and is always unsafe: accept it with a reason for a staging or
+scratch table.
 
 ``dynamic-sql``: SQL built at run time (f-strings, ``+``, ``%``,
 ``.format``) cannot be verified, and interpolating values into SQL is an
@@ -56,6 +59,7 @@ from ._sql import operator
 from ._sql import relname
 from ._sql import strings
 from ._sql import target_table
+from ._sql import truncated_tables
 from ._sql import walk
 
 UNSAFE_DML = Rule(
@@ -165,6 +169,8 @@ class Classifier:
             return None, "MERGE changes an unbounded number of rows"
         if kind == "CopyStmt":
             return None, "COPY ... FROM loads an unbounded number of rows"
+        if kind == "TruncateStmt":
+            return None, _truncate_reason(node)
         return None, "a query that writes rows (SELECT INTO, or a data-modifying WITH)"
 
     # -- seed -------------------------------------------------------------------------
@@ -368,6 +374,21 @@ class Classifier:
                     name = constraint.get("conname") or "(unnamed)"
                     return f"{verb} {name} on {table} ({column}) at {stmt.path}:{stmt.line}"
         return None
+
+
+def _truncate_reason(node: Node) -> str:
+    names = truncated_tables(node)
+    tables = ", ".join(names) or "?"
+    cascade = (
+        f", and CASCADE empties every table that references {'them' if len(names) > 1 else 'it'}"
+        if node.get("behavior") == "DROP_CASCADE"
+        else ""
+    )
+    return (
+        f"TRUNCATE {tables} deletes every row under ACCESS EXCLUSIVE (reads and writes wait)"
+        f"{cascade}; no safe category covers it: accept it with a reason only for a table "
+        "that holds nothing the app needs (staging, scratch)"
+    )
 
 
 def _touches(stmt: SqlStatement, table: str) -> bool:
