@@ -10,6 +10,10 @@ pooler's reason is sometimes on the second line).
 
 Anything not recognised as transient is permanent: syntax errors,
 constraint violations, missing relations and bad passwords fail at once.
+So are connect-time refusals (a ``NOLOGIN`` role, ``REVOKE CONNECT``, a
+``pg_hba.conf`` reject, a certificate that does not verify): only the causes
+on the allow-lists below (refused, timed out, starting up, too many clients,
+the pooler's own transient reasons) earn a retry.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ class Transience(enum.Enum):
 
 
 # Errors that look like connection trouble but will fail the same way every
-# time; retrying them also trips Supavisor's auth circuit breaker.
+# time; retrying them also trips Supavisor's auth circuit breaker. Checked
+# before every transient pattern.
 _PERMANENT = re.compile(
     "|".join(
         [
             r"password authentication failed",
             r"SASL authentication failed",
+            r"fe_sendauth: no password supplied",
             r"no pg_hba\.conf entry",
+            r"pg_hba\.conf rejects connection",
+            r"is not permitted to log in",
+            r"permission denied for database",
             r"database \S+ does not exist",
             r"role \S+ does not exist",
             r"no such database",
@@ -48,6 +57,9 @@ _PERMANENT = re.compile(
             r"unsupported startup parameter",
             r"unsupported options startup parameter",
             r"is disabled",
+            r"certificate verify failed",
+            r"certificate file",  # sslrootcert/sslcert missing or unreadable
+            r"private key file",
             r"SSL required",
             r"SSL connection is required",
             r"server does not support SSL",
@@ -76,9 +88,6 @@ _DISCONNECT = re.compile(
             r"could not receive data from server",
             r"could not send data to server",
             r"consuming input failed",
-            r"server conn crashed\?",
-            r"client_idle_timeout",
-            r"server shutting down",
             r"DbHandler exited",
             r"connection to database closed",
             r"\(EDBHANDLEREXITED\)",
@@ -91,27 +100,21 @@ _DISCONNECT = re.compile(
     re.IGNORECASE,
 )
 
-# The server or pooler is there but not taking us right now.
+# The server or pooler is there (or will be shortly) but not taking us now.
 _UNAVAILABLE = re.compile(
     "|".join(
         [
-            r"could not connect to server",
+            r"could not connect",
             r"connection refused",
-            r"connection to server at .* failed",
-            r"could not translate host name",
             r"timeout expired",
+            r"connection timed out",
+            r"no route to host",
+            r"network is unreachable",
             r"the database system is (?:starting up|shutting down|in recovery mode|not yet accepting)",
             r"sorry, too many clients already",
             r"remaining connection slots are reserved",
-            r"too many connections for role",
-            r"query_wait_timeout",
-            r"no more connections allowed",
+            r"too many connections for (?:role|database)",
             r"client connections exceeded",
-            r"server login retry",
-            r"server_login_retry",
-            r"server login has been failing",
-            r"pgbouncer cannot connect to server",
-            r"client_login_timeout",
             r"max client connections reached",
             r"max clients reached",
             r"unable to check out connection",
@@ -122,6 +125,81 @@ _UNAVAILABLE = re.compile(
     ),
     re.IGNORECASE,
 )
+
+# A host name that does not resolve. Transient by policy, for both drivers:
+# on container platforms (Docker Compose, Fly.io ``.internal``, Render) the
+# database's or pooler's name stops resolving while it restarts, which is
+# exactly the outage this package rides out. A typo in the host costs the
+# retry budget, and the final error names the host.
+_DNS = re.compile(
+    r"could not translate host name|failed to resolve host|temporary failure in name resolution",
+    re.IGNORECASE,
+)
+
+# PgBouncer sends every error of its own as SQLSTATE 08P01 and closes the
+# client connection: its login refusals (bad password, unknown database) as
+# well as the reasons below, which are about the pooler or the server behind
+# it, not about us. Only these are retried. Texts from PgBouncer's source
+# (janitor.c, objects.c, server.c, client.c).
+_PGBOUNCER_DISCONNECT = re.compile(
+    "|".join(
+        [
+            r"database removed",  # KILL <db> on the admin console, or db dropped from config
+            r"server conn crashed\?",  # the server connection died mid-transaction
+            r"client_idle_timeout",
+            r"server shutting down",  # SHUTDOWN WAIT_FOR_SERVERS
+            r"suspend_timeout",  # online restart (SUSPEND) took too long
+        ]
+    ),
+    re.IGNORECASE,
+)
+_PGBOUNCER_UNAVAILABLE = re.compile(
+    "|".join(
+        [
+            r"server login has been failing",  # ... try again later (server_login_retry)
+            r"server_login_retry",
+            r"query_wait_timeout",  # no server connection free in time
+            r"pgbouncer cannot connect to server",
+            r"no more connections allowed",  # max_client_conn / max_db_connections
+            r"client_login_timeout",  # ... (server down)
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+# libpq's connect-time failure: ``connection to server at "h", port p failed:
+# <cause>`` (one per host tried), ``connection to server on socket "..."
+# failed: <cause>``, or before libpq 14 ``could not connect to server: <cause>``.
+# Only the cause is classified: a refusal by the server (NOLOGIN, REVOKE
+# CONNECT, pg_hba.conf, a bad certificate) is permanent unless allow-listed.
+# Connect-time errors carry no SQLSTATE in either driver, not even 53300 or
+# 57P03, so the allow-list works on the text.
+_CONNECT_FAILED = re.compile(
+    r"connection to server (?:at|on socket) .*? failed: |could not connect to server: ",
+    re.IGNORECASE,
+)
+
+
+def _connect_causes(text: str) -> list[str]:
+    """The cause of each failed connection attempt in a libpq connect error."""
+    matches = list(_CONNECT_FAILED.finditer(text))
+    return [
+        text[match.end() : matches[i + 1].start() if i + 1 < len(matches) else len(text)]
+        for i, match in enumerate(matches)
+    ]
+
+
+def _classify_connect_cause(cause: str) -> Transience | None:
+    if _PERMANENT.search(cause):
+        return None
+    if cause.startswith("No such file or directory"):
+        return Transience.UNAVAILABLE  # the server's unix socket is gone: it is down
+    if _DISCONNECT.search(cause) or _PGBOUNCER_DISCONNECT.search(cause):
+        return Transience.UNAVAILABLE  # the login was cut off: nothing to dispose yet
+    if _UNAVAILABLE.search(cause) or _PGBOUNCER_UNAVAILABLE.search(cause) or _DNS.search(cause):
+        return Transience.UNAVAILABLE
+    return None
+
 
 _SQLSTATE_TRANSIENCE: dict[str, Transience] = {
     "57P01": Transience.DISCONNECT,  # admin_shutdown (pg_terminate_backend, Neon suspend)
@@ -185,14 +263,19 @@ def classify(exc: BaseException) -> Transience | None:
         return _SQLSTATE_TRANSIENCE[code]
     if _PERMANENT.search(text):
         return None
+    causes = _connect_causes(text)
+    if causes:
+        # Retry when one of the hosts tried may take us later; a host that
+        # refused us for good has already been caught by _PERMANENT above.
+        kinds = [_classify_connect_cause(cause) for cause in causes]
+        return Transience.UNAVAILABLE if any(kinds) else None
+    if _DNS.search(text):
+        return Transience.UNAVAILABLE
     if code == "08P01":
-        # PgBouncer sends all its own errors as 08P01: login refusals
-        # (bad password, unknown database) must not be retried, so only an
-        # allow-list of its messages counts.
-        if _UNAVAILABLE.search(text):
-            return Transience.UNAVAILABLE
-        if _DISCONNECT.search(text):
+        if _PGBOUNCER_DISCONNECT.search(text):
             return Transience.DISCONNECT
+        if _PGBOUNCER_UNAVAILABLE.search(text):
+            return Transience.UNAVAILABLE
         return None
     if code is not None and code.startswith("08"):
         return Transience.DISCONNECT
@@ -202,9 +285,9 @@ def classify(exc: BaseException) -> Transience | None:
         # A real SQLSTATE from the server (42P07, 23505, 25001...) is an
         # answer about the statement, not about the connection.
         return None
-    if _DISCONNECT.search(text):
+    if _DISCONNECT.search(text) or _PGBOUNCER_DISCONNECT.search(text):
         return Transience.DISCONNECT
-    if _UNAVAILABLE.search(text):
+    if _UNAVAILABLE.search(text) or _PGBOUNCER_UNAVAILABLE.search(text):
         return Transience.UNAVAILABLE
     return None
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 import typing as t
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from tests.infra.pgbouncer import PgBouncer
 from tests.infra.postgres import APP_USER
@@ -71,6 +73,20 @@ def tls_cluster() -> t.Iterator[TlsCluster]:
         cluster.destroy()
 
 
+@pytest.fixture(scope="session")
+def scratch_cluster() -> t.Iterator[TlsCluster]:
+    """A second private cluster that tests may shut down and start again."""
+    try:
+        cluster = TlsCluster()
+    except MissingBinary as exc:
+        missing(str(exc))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
 @pytest.fixture
 def tls_db(tls_cluster: TlsCluster) -> t.Iterator[str]:
     """A fresh database on the TLS cluster, owned by the app role; yields its name."""
@@ -98,3 +114,31 @@ def pgbouncer(tls_cluster: TlsCluster) -> t.Iterator[PgBouncer]:
 def pgb_url(pgbouncer: PgBouncer, tls_db: str) -> str:
     """A fresh database reached through PgBouncer (transaction mode) over TLS."""
     return pgbouncer.app_url(tls_db)
+
+
+@pytest.fixture
+def refusing(pg_server: Server, pg_url: str) -> t.Iterator[dict[str, str]]:
+    """Roles and a database on the everyday server that refuse a login for good or for now."""
+    suffix = uuid.uuid4().hex[:8]
+    password = f"sm-pw-{suffix}"  # for servers with password auth; trust ignores it
+    database = sa.engine.make_url(pg_url).database
+    roles = {name: f"sm_{name}_{suffix}" for name in ("nologin", "plain", "limited")}
+    pg_server.admin(
+        f"CREATE ROLE \"{roles['nologin']}\" NOLOGIN PASSWORD '{password}'",
+        f"CREATE ROLE \"{roles['plain']}\" LOGIN PASSWORD '{password}'",
+        f"CREATE ROLE \"{roles['limited']}\" LOGIN CONNECTION LIMIT 0 PASSWORD '{password}'",
+        f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC',
+    )
+    url = sa.engine.make_url(pg_url)
+    as_role = {
+        "NOLOGIN role": url.set(username=roles["nologin"], password=password),
+        "REVOKE CONNECT": url.set(username=roles["plain"], password=password),
+        "unknown database": url.set(database=f"sm_missing_{suffix}"),
+        "CONNECTION LIMIT 0": url.set(
+            username=roles["limited"], password=password, database="postgres"
+        ),
+    }
+    try:
+        yield {k: v.render_as_string(hide_password=False) for k, v in as_role.items()}
+    finally:
+        pg_server.admin(*(f'DROP ROLE IF EXISTS "{role}"' for role in roles.values()))

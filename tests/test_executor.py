@@ -7,6 +7,7 @@ because real outages cannot be waited for in a unit test.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -24,6 +25,9 @@ from flask_safe_migrate.classify import Transience
 from flask_safe_migrate.engines import create_migration_engine
 from flask_safe_migrate.faults import Cut
 from flask_safe_migrate.faults import FaultProxy
+from tests.infra.postgres import DRIVERS
+from tests.infra.postgres import REJECTED_USER
+from tests.infra.postgres import with_driver
 from tests.infra.procs import free_port
 
 FAST = RetryPolicy(max_attempts=5, backoff_base=0.01, backoff_cap=0.05, deadline=30)
@@ -85,9 +89,11 @@ def test_each_attempt_runs_on_a_new_backend_and_the_transaction_is_redone(pg_url
     assert _hits(pg_url) == [pid]  # exactly once, by the second backend
 
 
-def test_terminated_backend_is_retried_on_a_new_connection(pg_url) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_terminated_backend_is_retried_on_a_new_connection(pg_url, driver) -> None:
+    # 57P01 admin_shutdown, the shape of a Neon suspend or a failover.
     _create_hits(pg_url)
-    engine = create_migration_engine(pg_url)
+    engine = create_migration_engine(with_driver(pg_url, driver))
     killer = sa.create_engine(pg_url, poolclass=NullPool)
     seen: list[int] = []
 
@@ -340,3 +346,217 @@ def test_bare_postgresql_urls_pick_an_installed_driver() -> None:
 
     assert normalize_url("postgres://u:pw1234@h/d").drivername == "postgresql+psycopg"
     assert normalize_url("postgresql+psycopg2://u@h/d").drivername == "postgresql+psycopg2"
+
+
+# -- connect-time refusals and the transient SQLSTATEs, real, for both drivers ------------------
+
+
+def _no_sleep_policy(slept: list[float]) -> RetryPolicy:
+    return RetryPolicy(max_attempts=5, sleep=slept.append)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("case", "text"),
+    [
+        ("NOLOGIN role", "is not permitted to log in"),
+        ("REVOKE CONNECT", "permission denied for database"),
+        ("unknown database", "does not exist"),
+    ],
+)
+def test_permanent_connect_refusals_fail_at_once(refusing, driver, case, text) -> None:
+    engine = create_migration_engine(with_driver(refusing[case], driver))
+    slept: list[float] = []
+    with pytest.raises(sa.exc.OperationalError) as info:
+        execute_with_retry(engine, "select 1", policy=_no_sleep_policy(slept))
+    assert slept == []  # one attempt, no retry
+    assert text in str(info.value.orig)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_tls_refusals_fail_at_once(tls_cluster, tls_db, driver, caplog) -> None:
+    good = sa.engine.make_url(tls_cluster.app_url(tls_db))
+    wrong = "wrong-" + "y" * 12
+    cases = {
+        "password authentication failed": good.set(password=wrong),
+        "pg_hba.conf rejects connection": good.set(username=REJECTED_USER),
+    }
+    for text, url in cases.items():
+        engine = create_migration_engine(
+            with_driver(url.render_as_string(hide_password=False), driver)
+        )
+        slept: list[float] = []
+        with caplog.at_level(logging.DEBUG, logger="flask_safe_migrate"):
+            with pytest.raises(sa.exc.OperationalError) as info:
+                execute_with_retry(engine, "select 1", policy=_no_sleep_policy(slept))
+        assert slept == [], text
+        assert text in str(info.value.orig)
+    assert wrong not in caplog.text and tls_cluster.password not in caplog.text
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_serialization_failure_is_retried(pg_url, driver) -> None:
+    engine = create_migration_engine(with_driver(pg_url, driver))
+    execute_with_retry(engine, "create table t (id int primary key, v int)")
+    execute_with_retry(engine, "insert into t values (1, 0)")
+    other = sa.create_engine(with_driver(pg_url, driver), poolclass=NullPool)
+    raced: list[int] = []
+
+    def work(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("set transaction isolation level repeatable read")
+        conn.exec_driver_sql("select v from t where id = 1")  # takes the snapshot
+        if not raced:
+            raced.append(1)
+            with other.begin() as o:  # a concurrent writer commits first
+                o.exec_driver_sql("update t set v = v + 10 where id = 1")
+        conn.exec_driver_sql("update t set v = v + 1 where id = 1")
+
+    _, attempts = run_with_retry(engine, work, policy=FAST)
+    assert len(attempts) == 2
+    assert attempts[0].transience is Transience.CONFLICT
+    assert "could not serialize access" in (attempts[0].reason or "")
+    assert execute_with_retry(engine, "select v from t").scalar() == 11
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_too_many_connections_is_retried_until_a_slot_frees(refusing, pg_server, driver) -> None:
+    # 53300: the role's CONNECTION LIMIT is reached; the next attempt gets the freed slot.
+    url = with_driver(refusing["CONNECTION LIMIT 0"], driver)
+    role = sa.engine.make_url(url).username
+    pg_server.admin(f'ALTER ROLE "{role}" CONNECTION LIMIT 1')
+    holder = sa.create_engine(url, poolclass=NullPool).connect()
+    holder.exec_driver_sql("select 1")
+    engine = create_migration_engine(url)
+    admin = sa.create_engine(pg_server.admin_url, poolclass=NullPool)
+
+    def free_the_slot(attempt) -> None:
+        holder.close()
+        # The backend exits a moment after the client hangs up: wait for it,
+        # so the next attempt is the one that gets in.
+        for _ in range(200):
+            with admin.connect() as conn:
+                sessions = conn.exec_driver_sql(
+                    f"select count(*) from pg_stat_activity where usename = '{role}'"
+                ).scalar_one()
+            if sessions == 0:
+                return
+            time.sleep(0.05)
+
+    try:
+        value, attempts = run_with_retry(
+            engine,
+            lambda conn: conn.exec_driver_sql("select 7").scalar_one(),
+            policy=FAST,
+            on_retry=free_the_slot,
+        )
+    finally:
+        holder.close()
+        admin.dispose()
+    assert value == 7 and len(attempts) == 2
+    assert attempts[0].transience is Transience.UNAVAILABLE
+    assert "too many connections for role" in (attempts[0].reason or "")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_startup_refusal_during_shutdown_is_retried(scratch_cluster, driver) -> None:
+    # 57P03 cannot_connect_now, as during a failover or a restart: a smart
+    # shutdown refuses new connections while one session is still open.
+    holder = sa.create_engine(scratch_cluster.admin_url, poolclass=NullPool).connect()
+    holder.exec_driver_sql("select 1")
+    scratch_cluster.begin_smart_shutdown()
+    engine = create_migration_engine(with_driver(scratch_cluster.admin_url, driver))
+
+    def server_comes_back(attempt) -> None:
+        holder.close()
+        scratch_cluster.start_again()
+
+    try:
+        result = run_with_retry(
+            engine,
+            lambda conn: conn.exec_driver_sql("select 1").scalar_one(),
+            policy=FAST,
+            on_retry=server_comes_back,
+        )
+    finally:
+        holder.close()
+        if not os.path.exists(os.path.join(scratch_cluster.data, "postmaster.pid")):
+            scratch_cluster.start_again()
+    value, attempts = result
+    assert value == 1 and len(attempts) == 2
+    assert attempts[0].transience is Transience.UNAVAILABLE
+    assert "the database system is shutting down" in (attempts[0].reason or "")
+
+
+@pytest.mark.parametrize(
+    ("driver", "seen_as"),
+    [
+        # psycopg2 over TLS reports the pooler's FATAL as the seed report's own text.
+        ("psycopg2", "SSL connection has been closed unexpectedly"),
+        # psycopg 3 reads the FATAL itself: SQLSTATE 08P01, on the allow-list.
+        ("psycopg", "database removed"),
+    ],
+)
+def test_pgbouncer_kill_is_retried_on_a_new_server_connection(
+    pgbouncer, tls_db, driver, seen_as
+) -> None:
+    engine = create_migration_engine(with_driver(pgbouncer.app_url(tls_db), driver))
+    execute_with_retry(engine, "create table hits (pid int)")
+    seen: list[int] = []
+
+    def work(conn: sa.Connection) -> int:
+        pid = conn.exec_driver_sql("select pg_backend_pid()").scalar_one()
+        seen.append(pid)
+        if len(seen) == 1:
+            pgbouncer.admin(f"KILL {tls_db}")  # drops every client and server connection
+        conn.exec_driver_sql("insert into hits values (pg_backend_pid())")
+        return pid
+
+    try:
+        pid, attempts = run_with_retry(
+            engine, work, policy=FAST, on_retry=lambda a: pgbouncer.admin(f"RESUME {tls_db}")
+        )
+    finally:
+        if len(seen) < 2:
+            pgbouncer.admin(f"RESUME {tls_db}")
+    assert len(attempts) == 2
+    assert attempts[0].reason == seen_as
+    assert attempts[0].transience is Transience.DISCONNECT
+    assert seen[0] != seen[1] == pid
+    assert [r[0] for r in execute_with_retry(engine, "select pid from hits").rows] == [pid]
+
+
+@pytest.mark.parametrize(
+    ("driver", "seen_as"),
+    [
+        ("psycopg2", "SSL connection has been closed unexpectedly"),
+        ("psycopg", "query_wait_timeout"),
+    ],
+)
+def test_pgbouncer_query_wait_timeout_is_retried(tls_cluster, tls_db, driver, seen_as) -> None:
+    # One server connection, held by another client: the next query waits in
+    # PgBouncer's queue until query_wait_timeout, then the pooler drops us.
+    from tests.infra.pgbouncer import PgBouncer
+
+    bouncer = PgBouncer(tls_cluster, pool_size=1, settings={"query_wait_timeout": "1"})
+    bouncer.start()
+    try:
+        url = with_driver(bouncer.app_url(tls_db), driver)
+        holder = sa.create_engine(url, poolclass=NullPool).connect()
+        holder.begin()
+        holder.exec_driver_sql("select 1")  # pins the pool's only server connection
+        engine = create_migration_engine(url)
+        try:
+            result = run_with_retry(
+                engine,
+                lambda conn: conn.exec_driver_sql("select 5").scalar_one(),
+                policy=FAST,
+                on_retry=lambda a: holder.close(),
+            )
+        finally:
+            holder.close()
+    finally:
+        bouncer.destroy()
+    value, attempts = result
+    assert value == 5 and len(attempts) == 2
+    assert attempts[0].reason == seen_as
+    assert attempts[0].transience is not None

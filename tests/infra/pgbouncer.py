@@ -29,7 +29,19 @@ class PgBouncer:
     test's fresh database is reachable without a reload.
     """
 
-    def __init__(self, cluster: TlsCluster, *, pool_size: int = 20, extra: str = "") -> None:
+    def __init__(
+        self,
+        cluster: TlsCluster,
+        *,
+        pool_size: int = 20,
+        extra: str = "",
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        """
+        :param settings: ``[pgbouncer]`` keys that override the defaults below
+            (e.g. ``{"query_wait_timeout": "1"}``).
+        :param extra: raw lines appended to the ``[pgbouncer]`` section.
+        """
         binary = shutil.which("pgbouncer") or (
             "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
         )
@@ -46,30 +58,32 @@ class PgBouncer:
         self._proc: subprocess.Popen[bytes] | None = None
         with open(os.path.join(self.root, "userlist.txt"), "w") as fh:
             fh.write(f'"{APP_USER}" "{cluster.password}"\n"{ADMIN_USER}" "{self.admin_password}"\n')
+        options = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": str(self.port),
+            "unix_socket_dir": self.root,
+            "auth_type": "scram-sha-256",
+            "auth_file": f"{self.root}/userlist.txt",
+            "admin_users": ADMIN_USER,
+            "pool_mode": "transaction",
+            "max_client_conn": "500",
+            "default_pool_size": str(pool_size),
+            "server_tls_sslmode": "require",
+            "client_tls_sslmode": "allow",
+            "client_tls_key_file": cluster.key,
+            "client_tls_cert_file": cluster.cert,
+            "ignore_startup_parameters": "extra_float_digits",
+            "server_login_retry": "1",
+            "query_wait_timeout": "30",
+            "logfile": self.log,
+            "pidfile": f"{self.root}/pgbouncer.pid",
+            **(settings or {}),
+        }
         with open(self.config, "w") as fh:
-            fh.write(
-                "[databases]\n"
-                f"* = host=127.0.0.1 port={cluster.port}\n"
-                "[pgbouncer]\n"
-                "listen_addr = 127.0.0.1\n"
-                f"listen_port = {self.port}\n"
-                f"unix_socket_dir = {self.root}\n"
-                "auth_type = scram-sha-256\n"
-                f"auth_file = {self.root}/userlist.txt\n"
-                f"admin_users = {ADMIN_USER}\n"
-                "pool_mode = transaction\n"
-                "max_client_conn = 500\n"
-                f"default_pool_size = {pool_size}\n"
-                "server_tls_sslmode = require\n"
-                "client_tls_sslmode = allow\n"
-                f"client_tls_key_file = {cluster.key}\n"
-                f"client_tls_cert_file = {cluster.cert}\n"
-                "ignore_startup_parameters = extra_float_digits\n"
-                "server_login_retry = 1\n"
-                "query_wait_timeout = 30\n"
-                f"logfile = {self.log}\n"
-                f"pidfile = {self.root}/pgbouncer.pid\n" + extra
-            )
+            fh.write(f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n")
+            fh.write("[pgbouncer]\n")
+            fh.writelines(f"{key} = {value}\n" for key, value in options.items())
+            fh.write(extra)
 
     def start(self) -> None:
         give_to_service_user(self.root)

@@ -32,6 +32,16 @@ from .procs import which_postgres_bin
 
 ENV_URL = "SAFE_MIGRATE_TEST_DATABASE_URL"
 APP_USER = "sm_app"
+#: A role with a valid password that pg_hba.conf rejects on the TLS cluster.
+REJECTED_USER = "sm_rejected"
+DRIVERS = ("psycopg2", "psycopg")
+
+
+def with_driver(url: str, driver: str) -> str:
+    """``url`` with its driver replaced (``psycopg2`` or ``psycopg``), password kept."""
+    return (
+        make_url(url).set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+    )
 
 
 @dataclasses.dataclass
@@ -55,6 +65,16 @@ class Server:
         finally:
             engine.dispose()
         return name
+
+    def admin(self, *statements: str) -> None:
+        """Run statements as the superuser, in autocommit (roles, grants, databases)."""
+        engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+        finally:
+            engine.dispose()
 
     def drop_database(self, name: str) -> None:
         engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -153,6 +173,7 @@ class TlsCluster:
         )
         hba = (
             "local all all trust\n"
+            f"host all {REJECTED_USER} 127.0.0.1/32 reject\n"
             "host all postgres 127.0.0.1/32 trust\n"
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
@@ -180,6 +201,9 @@ class TlsCluster:
                 conn.exec_driver_sql(
                     f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'"
                 )
+                conn.exec_driver_sql(
+                    f"CREATE ROLE {REJECTED_USER} LOGIN PASSWORD '{self.password}'"
+                )
         finally:
             engine.dispose()
 
@@ -188,6 +212,20 @@ class TlsCluster:
 
     def stop(self, mode: str = "fast") -> None:
         self._pg_ctl("stop", "-m", mode, "-w")
+
+    def begin_smart_shutdown(self) -> None:
+        """``pg_ctl stop -m smart`` without waiting: while sessions remain, the server
+        refuses new connections with "the database system is shutting down" (57P03)."""
+        self._pg_ctl("stop", "-m", "smart", "-W")
+
+    def start_again(self) -> None:
+        """Wait for a stop begun earlier to finish, then start the server."""
+        deadline = time.monotonic() + 30
+        while os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not stop")
+            time.sleep(0.05)
+        self._pg_ctl("start", "-w", "-t", "30", "-l", os.path.join(self.root, "server.log"))
 
     def restart(self, down_for: float = 0.0) -> None:
         self._pg_ctl("stop", "-m", "immediate", "-w")
