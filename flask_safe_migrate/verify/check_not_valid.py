@@ -2,8 +2,10 @@
 
 ## What it does
 Flags a ``CHECK`` constraint added to an existing table without ``NOT
-VALID``, and a ``VALIDATE CONSTRAINT`` of a check in the same transaction
-that added it ``NOT VALID``.
+VALID``, a column added with a ``CHECK`` (``ADD COLUMN c int CHECK (c >
+0)``, which cannot be ``NOT VALID`` and is checked against every row), and
+a ``VALIDATE CONSTRAINT`` of a check in the same transaction that added it
+``NOT VALID``.
 
 ## Why is this bad?
 Adding a validated check scans the whole table under ``ACCESS
@@ -13,7 +15,8 @@ EXCLUSIVE``: every query on the table, reads included, waits for the scan.
 ``ALTER TABLE t ADD CONSTRAINT c CHECK (...) NOT VALID`` (a brief lock;
 new rows are checked from then on), then ``ALTER TABLE t VALIDATE
 CONSTRAINT c`` in a later migration (``SHARE UPDATE EXCLUSIVE``: reads and
-writes go on).
+writes go on). For a new column: add it without the ``CHECK`` first, then
+the constraint the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import typing as t
 
 from ._context import Context
+from ._context import column_constraints
 from ._finding import Finding
 from ._finding import Rule
 from ._finding import Severity
@@ -34,7 +38,11 @@ RULE = Rule(
     point=0,
     severity=Severity.ERROR,
     summary="a CHECK validated while it is added blocks reads and writes during the scan",
-    fix="add it with NOT VALID, and VALIDATE CONSTRAINT in a separate (later) migration",
+    fix=(
+        "add it with NOT VALID, and VALIDATE CONSTRAINT in a separate (later) migration; for "
+        "ADD COLUMN ... CHECK, add the column without it, then ADD CONSTRAINT ... CHECK (...) "
+        "NOT VALID"
+    ),
     doc=__doc__ or "",
 )
 
@@ -77,3 +85,12 @@ def check(stmt: SqlStatement, ctx: Context) -> t.Iterator[Finding]:
                             f"VALID (line {earlier.line}): the add's ACCESS EXCLUSIVE lock is "
                             "held during the whole scan",
                         )
+    for column, constraint in column_constraints(stmt.node):
+        if constraint.get("contype") == "CONSTR_CHECK":
+            yield ctx.finding(
+                RULE,
+                stmt,
+                f"ADD COLUMN {column} ... CHECK checks every existing row of {table} as the column "
+                "is added: the whole table is scanned under ACCESS EXCLUSIVE, blocking reads "
+                "and writes (a column constraint cannot be NOT VALID)",
+            )
