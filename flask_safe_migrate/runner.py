@@ -491,9 +491,16 @@ class Runner:
 
     # -- transactional ----------------------------------------------------------
 
-    def _set_locals(self, conn: Connection, migration: Migration, lock_timeout_ms: int) -> None:
+    def _set_locals(
+        self, conn: Connection, migration: Migration, lock_timeout_ms: int
+    ) -> tuple[int, str] | None:
+        """READ COMMITTED and the ``SET LOCAL`` timeouts, in two round trips.
+
+        :returns: on Postgres, this attempt's backend pid and transaction id
+            (fetched by the same query, so they cost nothing extra).
+        """
         if not self.db.is_postgres:
-            return
+            return None
         # Forced whatever the role's default: a REPEATABLE READ snapshot would
         # hide a ledger row committed by the attempt whose reply was lost.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -512,22 +519,61 @@ class Runner:
         params: dict[str, str] = {}
         for i, (name, value) in enumerate(settings.items()):
             params[f"n{i}"], params[f"v{i}"] = name, value
-        conn.execute(text(f"SELECT {calls}"), params)
+        row = conn.execute(
+            text(f"SELECT {calls}, pg_backend_pid(), CAST(pg_current_xact_id() AS text)"), params
+        ).one()
+        return int(row[-2]), str(row[-1])
+
+    def _start_unit(
+        self,
+        conn: Connection,
+        migration: Migration,
+        lock_timeout_ms: int,
+        orphans: list[tuple[int, str]],
+    ) -> None:
+        """Begin one attempt of a transactional unit (a migration, or its down part).
+
+        After a client-side cut the server backend of an earlier attempt may
+        run on (or sit idle in its transaction), holding its locks: those in
+        ``orphans`` are ended first. This attempt's own backend is added to
+        ``orphans`` *before* it waits for the advisory lock, so an attempt cut
+        while waiting (or whose lock reply was lost) is still known to the next
+        one. Then the advisory xact lock, the second line of exclusion after
+        the lease.
+        """
+        backend = self._set_locals(conn, migration, lock_timeout_ms)
+        if backend is None:
+            return
+        if orphans:
+            self._terminate_orphans(conn, orphans)
+        orphans.append(backend)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self.db.lock_key})
+
+    def _terminate_orphans(self, conn: Connection, orphans: list[tuple[int, str]]) -> None:
+        """End earlier attempts' backends that are still inside those attempts' transactions.
+
+        Matching on the transaction id (not the pid alone) means a pooler's
+        reused server connection serving someone else is never hit.
+        """
+        ended = conn.execute(
+            text(
+                "SELECT a.pid, pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+                " JOIN unnest(CAST(:pids AS integer[]), CAST(:xids AS text[])) AS o(pid, xid)"
+                " ON a.pid = o.pid AND a.backend_xid = xid(CAST(o.xid AS xid8))"
+                " WHERE a.pid <> pg_backend_pid()"
+            ),
+            {"pids": [pid for pid, _ in orphans], "xids": [xid for _, xid in orphans]},
+        ).all()
+        for pid, _ in ended:
+            logger.warning(
+                "terminated backend %s: an earlier attempt cut off on the client side was still"
+                " inside its transaction, holding its locks",
+                pid,
+            )
 
     def _terminate_orphan(self, conn: Connection, pid: int, xid: str) -> None:
-        """End a previous attempt's backend if it is still inside that attempt's transaction.
-
-        After a client-side cut the server backend may run on, holding its
-        locks. Matching on the transaction id (not the pid alone) means a
-        pooler's reused server connection serving someone else is never hit.
-        """
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE pid = :pid AND backend_xid = xid(CAST(:xid AS xid8))"
-            ),
-            {"pid": pid, "xid": xid},
-        )
+        """One earlier attempt's backend (see :meth:`_terminate_orphans`)."""
+        self._terminate_orphans(conn, [(pid, xid)])
 
     def _apply_in_transaction(
         self,
@@ -536,7 +582,8 @@ class Runner:
         on_retry: t.Callable[[Attempt], None],
         started: float,
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
-        previous: dict[str, t.Any] = {"pid": None, "xid": None, "lock_failures": 0, "attempt": 0}
+        previous: dict[str, t.Any] = {"lock_failures": 0, "attempt": 0}
+        orphans: list[tuple[int, str]] = []
         current: dict[str, t.Any] = {"statement": None}
         base_lock_timeout = migration.lock_timeout_ms
         if base_lock_timeout is None:
@@ -546,17 +593,7 @@ class Runner:
             previous["attempt"] += 1
             current["statement"] = None
             lock_timeout = lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])
-            self._set_locals(conn, migration, lock_timeout)
-            if self.db.is_postgres:
-                if previous["pid"] is not None:
-                    self._terminate_orphan(conn, previous["pid"], previous["xid"])
-                _, pid, xid = conn.execute(
-                    text(
-                        "SELECT pg_advisory_xact_lock(:key), pg_backend_pid(), CAST(pg_current_xact_id() AS text)"
-                    ),
-                    {"key": self.db.lock_key},
-                ).one()
-                previous["pid"], previous["xid"] = pid, xid
+            self._start_unit(conn, migration, lock_timeout, orphans)
             existing = read_one(conn, self.db, migration.version)
             if existing is not None:
                 # Applied by another instance, or by our own earlier attempt
