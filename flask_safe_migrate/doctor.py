@@ -10,10 +10,13 @@ build. ``doctor`` measures the path instead of trusting the URL:
   own key); its mode from two client connections open at once: a
   transaction pooler hands the second, while the first is idle, the same
   server connection, so both report the same backend pid;
-* ``--live`` kills its own backend mid-statement from a second connection
-  and shows the executor's three critical points on this very path: the
-  error is classified as a lost connection, the pool is disposed, and the
-  retry runs on a new backend.
+* ``--live`` runs the seed report's "three critical points" on this very
+  path: it kills its own backend mid-statement from a second connection and
+  shows (1) the executor retried on a new connection (new backend pid) after
+  disposing the pool, (2) each attempt was the executor's own transaction,
+  with no outer one around it (a new transaction id per attempt), and, from
+  ``verify`` on the migrations directory, (2) no migration code wraps the
+  executor in a transaction and (3) the migrations are DDL or safe DML.
 """
 
 from __future__ import annotations
@@ -51,11 +54,17 @@ class Diagnosis:
 
 
 def _pg_info(conn: t.Any) -> tuple[int | None, bool | None]:
-    """(pid the driver was told at connect time, whether the client leg uses TLS)."""
+    """(pid the driver was told at connect time, whether the client leg uses TLS).
+
+    psycopg2 has ``conn.info.ssl_in_use``; psycopg 3 has it on the libpq
+    wrapper, ``conn.pgconn.ssl_in_use``.
+    """
     info = getattr(conn, "info", None)
     told = getattr(info, "backend_pid", None)
     ssl = getattr(info, "ssl_in_use", None)
-    return told, ssl
+    if ssl is None:
+        ssl = getattr(getattr(conn, "pgconn", None), "ssl_in_use", None)
+    return told, None if ssl is None else bool(ssl)
 
 
 def _one(conn: t.Any, sql: str) -> t.Any:
@@ -160,12 +169,24 @@ def _advise(runner: Runner, found: Diagnosis) -> None:
         advice.append("nothing to change")
 
 
-def live_check(runner: Runner, *, delay: float = 0.3) -> dict[str, t.Any]:
-    """Kill our own backend mid-statement and show the executor recover (three points).
+def live_check(
+    runner: Runner,
+    *,
+    delay: float = 0.3,
+    seed_max_rows: int = 10,
+    retry_functions: t.Sequence[str] = ("execute_with_retry",),
+) -> dict[str, t.Any]:
+    """The seed's three critical points, for real on this database and its migrations.
 
-    1. the error is recognised as a lost connection (transient), not a failure;
-    2. the pool is disposed, so no sibling of the dead connection is reused;
-    3. the retry runs on a new connection: a different backend pid.
+    1. a new connection each retry, with the pool disposed: the backend is
+       killed mid-statement; the error must be classified as a lost
+       connection, the engine's pool disposed (counted by its
+       ``engine_disposed`` event, and the pool object replaced), and the
+       retry must report a different backend pid;
+    2. no outer transaction: each attempt runs in its own transaction (a new
+       transaction id after the kill), and ``verify`` finds no migration code
+       that wraps the executor in ``engine.begin()`` or ``db.session``;
+    3. DDL only, or safe DML: ``verify``'s verdict on the migrations.
 
     Writes nothing: the statement is ``SELECT pg_sleep(...)``.
     """
@@ -181,9 +202,13 @@ def live_check(runner: Runner, *, delay: float = 0.3) -> dict[str, t.Any]:
     engine = sa.create_engine(
         url, pool_size=2, connect_args=connect_args(url, runner.db.connect_timeout)
     )
+    disposals: list[int] = []
+    sa.event.listen(engine, "engine_disposed", lambda _engine: disposals.append(1))
     killer_errors: list[str] = []
-    pools: list[int] = []
+    pools: list[t.Any] = []  # the pool objects themselves, kept alive: compared by identity
     pids: list[int] = []
+    transactions: list[str] = []
+    seen_disposals: list[int] = []  # disposals counted when each attempt started
 
     def kill_later(pid: int) -> None:
         time.sleep(delay)
@@ -197,13 +222,17 @@ def live_check(runner: Runner, *, delay: float = 0.3) -> dict[str, t.Any]:
             killer_errors.append(str(exc))
 
     def work(conn: sa.Connection) -> int:
-        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-        pids.append(pid)
-        pools.append(id(engine.pool))
+        pid, xid = conn.exec_driver_sql(
+            "SELECT pg_backend_pid(), CAST(txid_current() AS text)"
+        ).one()
+        pids.append(int(pid))
+        transactions.append(str(xid))
+        pools.append(engine.pool)
+        seen_disposals.append(len(disposals))
         if len(pids) == 1:
             threading.Thread(target=kill_later, args=(pid,), daemon=True).start()
             conn.exec_driver_sql("SELECT pg_sleep(5)")
-        return pid
+        return int(pid)
 
     try:
         _, attempts = run_with_retry(
@@ -215,18 +244,94 @@ def live_check(runner: Runner, *, delay: float = 0.3) -> dict[str, t.Any]:
     finally:
         engine.dispose()
     first = attempts[0] if attempts else None
-    points = {
+    checks = {
         "classified_as_disconnect": bool(
             first is not None and first.transience is Transience.DISCONNECT
         ),
-        "pool_disposed": len(pools) >= 2 and pools[0] != pools[-1],
+        "pool_disposed": len(pools) >= 2
+        and seen_disposals[-1] > seen_disposals[0]
+        and pools[0] is not pools[-1],
         "new_backend_pid": len(pids) >= 2 and pids[0] != pids[-1],
+        "new_transaction": len(transactions) >= 2 and transactions[0] != transactions[-1],
     }
+    static = _verify_points(runner.directory, seed_max_rows, retry_functions)
+    one = [
+        f"the kill was seen as a lost connection ({first.reason if first else 'no error'})"
+        if checks["classified_as_disconnect"]
+        else f"the kill was NOT classified as a lost connection ({first.reason if first else '-'})",
+        f"the pool was disposed ({seen_disposals[-1]} engine_disposed event(s)) and "
+        "replaced by a new pool object before the retry"
+        if checks["pool_disposed"]
+        else "the pool was NOT disposed before the retry",
+        f"the retry ran on backend {pids[-1]}, not {pids[0]}"
+        if checks["new_backend_pid"]
+        else f"the retry did NOT get a new backend (pids {pids})",
+    ]
+    two = [
+        f"attempt 1 ran in transaction {transactions[0]} (lost with the killed connection), "
+        f"attempt {len(transactions)} in its own new transaction {transactions[-1]}"
+        if checks["new_transaction"]
+        else f"the attempts did NOT run in separate transactions ({transactions})",
+        *static["2"][1],
+    ]
+    points = [
+        {
+            "id": 1,
+            "title": "a new connection each retry, after disposing the pool",
+            "ok": checks["classified_as_disconnect"]
+            and checks["pool_disposed"]
+            and checks["new_backend_pid"],
+            "evidence": one,
+        },
+        {
+            "id": 2,
+            "title": "no outer transaction around the executor: each attempt is its own",
+            "ok": checks["new_transaction"] and static["2"][0],
+            "evidence": two,
+        },
+        {
+            "id": 3,
+            "title": "DDL only, or safe DML (verify on the migrations)",
+            "ok": static["3"][0],
+            "evidence": static["3"][1],
+        },
+    ]
     return {
-        "ok": all(points.values()),
+        "ok": all(point["ok"] for point in points),
         "points": points,
+        "checks": checks,
         "attempts": len(attempts),
         "backend_pids": pids,
+        "transaction_ids": transactions,
+        "disposals_before_retry": seen_disposals[-1] if seen_disposals else 0,
         "first_error": first.reason if first is not None else None,
         "killer_errors": killer_errors,
     }
+
+
+def _verify_points(
+    directory: str, seed_max_rows: int, retry_functions: t.Sequence[str]
+) -> dict[str, tuple[bool, list[str]]]:
+    """Points 2 and 3 from ``verify`` on the migrations directory: (ok, evidence lines)."""
+    import os
+
+    from .errors import BadInputError
+    from .verify import verify_paths
+
+    where = os.path.relpath(directory) if os.path.isabs(directory) else directory
+    if not os.path.isdir(directory):
+        why = [f"verify: {where} does not exist, so the migrations could not be checked"]
+        return {"2": (False, why), "3": (False, why)}
+    try:
+        report = verify_paths(
+            [directory], seed_max_rows=seed_max_rows, retry_functions=retry_functions
+        )
+    except BadInputError as exc:
+        why = [f"verify could not read {where}: {exc}"]
+        return {"2": (False, why), "3": (False, why)}
+    found = {}
+    for point in report.points:
+        if point.id in (2, 3):
+            lines = [f"verify {where}: {point.summary}", *point.evidence[:5]]
+            found[str(point.id)] = (point.ok, lines)
+    return found
