@@ -24,6 +24,7 @@ from ..errors import MigrationSourceError
 from ..loader import MIGRATION_NAME
 from ..loader import _scan_header
 from ..sqlsplit import Statement
+from ..sqlsplit import _skip_space_and_comments
 from ..sqlsplit import split_sql
 from . import _suppress
 from ._finding import Finding
@@ -35,6 +36,7 @@ from ._scopes import Binding
 from ._scopes import ModuleIndex
 from ._scopes import call_name
 from ._sql import rewrite_placeholders
+from ._sql import statement_ends
 from .dml import DYNAMIC_SQL
 from .dml import SQL_SYNTAX_ERROR
 from .dml import UNVERIFIABLE_SQL
@@ -164,13 +166,55 @@ def _source_error(exc: MigrationSourceError, display: str, line: int) -> Finding
     return Finding(MIGRATION_SOURCE_ERROR, display, line, message, MIGRATION_SOURCE_ERROR.fix)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ParseError:
+    """SQL the grammar rejects, and the line of the first token of the statement it is in."""
+
+    error: MigrationSourceError
+    line: int | None
+
+
 def _parse(
     sql: str, display: str, line_offset: int = 0
-) -> tuple[list[Statement], MigrationSourceError | None]:
-    try:
-        return split_sql(sql, path=display, line_offset=line_offset), None
-    except MigrationSourceError as exc:
-        return [], exc
+) -> tuple[list[Statement], list[_ParseError]]:
+    """Every statement that parses, and an error for each one that does not.
+
+    PostgreSQL's parser stops at the first syntax error; one bad statement
+    must not hide the others. On an error, the text before the bad
+    statement is parsed on its own, and parsing resumes after the ``;``
+    that ends it (found by :func:`~._sql.statement_ends`).
+    """
+    statements: list[Statement] = []
+    errors: list[_ParseError] = []
+    offset = 0
+    while offset < len(sql):
+        piece = sql[offset:]
+        piece_offset = line_offset + sql.count("\n", 0, offset)
+        try:
+            statements.extend(split_sql(piece, path=display, line_offset=piece_offset))
+            break
+        except MigrationSourceError as exc:
+            position = int(getattr(exc.__cause__, "position", 0) or 0)
+            if position <= 0:
+                errors.append(_ParseError(exc, None))
+                break  # not a syntax error at a known place: nothing to step over
+            ends = statement_ends(piece)
+            start = max((end + 1 for end in ends if end < position - 1), default=0)
+            after = next((end + 1 for end in ends if end >= position - 1), None)
+            first = start + _skip_space_and_comments(piece[start:], nested=True)
+            errors.append(_ParseError(exc, piece_offset + piece.count("\n", 0, first) + 1))
+            if start:
+                try:
+                    statements.extend(
+                        split_sql(piece[:start], path=display, line_offset=piece_offset)
+                    )
+                except MigrationSourceError as again:
+                    errors.append(_ParseError(again, None))
+                    break
+            if after is None:
+                break
+            offset += after
+    return statements, errors
 
 
 def _expand_do(stmt: SqlStatement, display: str, findings: list[Finding]) -> list[SqlStatement]:
@@ -219,8 +263,8 @@ def _expand_do(stmt: SqlStatement, display: str, findings: list[Finding]) -> lis
                 else:
                     stack.append(value)
     for query in queries:
-        parsed, error = _parse(rewrite_placeholders(query), display)
-        if error is not None:
+        parsed, errors = _parse(rewrite_placeholders(query), display)
+        if errors:
             continue  # PL/pgSQL variables in the query; the DO itself parsed
         for raw in parsed:
             if raw.node_type and raw.node is not None:
@@ -297,11 +341,12 @@ def extract_sql(path: pathlib.Path, display: str, text: str) -> Extracted:
     out.allows = _suppress.attach(text, out.all_allows, python=False)
     # The runner's header reader does not know verify's allow comments; hide
     # them from it (same length, so offsets stay put).
-    masked = text
+    masked_lines = text.split("\n")
     for allow in out.all_allows:
-        lines = masked.split("\n")
-        lines[allow.line - 1] = re.sub(r"safe-migrate\s*:", "safe_migrate_", lines[allow.line - 1])
-        masked = "\n".join(lines)
+        masked_lines[allow.line - 1] = re.sub(
+            r"safe-migrate\s*:", "safe_migrate_", masked_lines[allow.line - 1]
+        )
+    masked = "\n".join(masked_lines)
     try:
         header = _scan_header(masked, display)
     except MigrationSourceError as exc:
@@ -313,15 +358,19 @@ def extract_sql(path: pathlib.Path, display: str, text: str) -> Extracted:
     def comment(raw: Statement) -> str:
         return _comment_above(lines, raw.line, "--")
 
-    parsed, error = _parse(up, display)
-    if error is not None:
-        out.findings.append(_source_error(error, display, _error_line(error, display, 1)))
+    parsed, errors = _parse(up, display)
+    for bad in errors:
+        out.findings.append(
+            _source_error(bad.error, display, bad.line or _error_line(bad.error, display, 1))
+        )
     statements = _wrap(parsed, display, "migration", out.findings, comment=comment)
     down: list[SqlStatement] = []
     if header.down_start is not None:
-        parsed_down, error = _parse(text[header.down_start :], display, header.down_line or 0)
-        if error is not None:
-            out.findings.append(_source_error(error, display, _error_line(error, display, 1)))
+        parsed_down, errors = _parse(text[header.down_start :], display, header.down_line or 0)
+        for bad in errors:
+            out.findings.append(
+                _source_error(bad.error, display, bad.line or _error_line(bad.error, display, 1))
+            )
         down = _wrap(parsed_down, display, "migration", out.findings, comment=comment)
     out.units.append(
         Unit(
@@ -805,9 +854,9 @@ def extract_python(module: PyModule) -> Extracted:
         comment = module.comment_for(call.lineno)
         for sql in resolved:
             rewritten = rewrite_placeholders(sql)
-            parsed, error = _parse(rewritten, module.path)
-            if error is not None:
-                message = str(error)
+            parsed, errors = _parse(rewritten, module.path)
+            for bad in errors:
+                message = str(bad.error)
                 message = message.split(": ", 1)[1] if message.startswith(module.path) else message
                 out.findings.append(
                     Finding(
@@ -819,7 +868,6 @@ def extract_python(module: PyModule) -> Extracted:
                         snippet,
                     )
                 )
-                continue
             sql_comments = "\n".join(
                 line.strip()[2:].strip()
                 for line in sql.split("\n")

@@ -93,6 +93,69 @@ def rewrite_placeholders(sql: str) -> str:
     return "".join(out)
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$")
+
+
+def statement_ends(sql: str) -> list[int]:
+    """Offsets of the ``;`` that end statements (outside quotes, comments, dollar quotes).
+
+    Only used to step over a statement PostgreSQL's grammar rejected, so that
+    the statements after it are still checked; a ``;`` inside a ``BEGIN
+    ATOMIC ... END`` body is taken as an end, which at worst splits one bad
+    statement into two findings.
+    """
+    ends: list[int] = []
+    pos = 0
+    size = len(sql)
+    while pos < size:
+        char = sql[pos]
+        if char == ";":
+            ends.append(pos)
+            pos += 1
+        elif char == "'" or char == '"':
+            escapes = (
+                char == "'"
+                and pos > 0
+                and sql[pos - 1] in "eE"
+                and (pos < 2 or not (sql[pos - 2].isalnum() or sql[pos - 2] in "_$"))
+            )
+            pos += 1
+            while pos < size:
+                if escapes and sql[pos] == "\\":
+                    pos += 2
+                    continue
+                if sql[pos] == char:
+                    if pos + 1 < size and sql[pos + 1] == char:
+                        pos += 2
+                        continue
+                    break
+                pos += 1
+            pos += 1
+        elif sql.startswith("--", pos):
+            newline = sql.find("\n", pos)
+            pos = size if newline == -1 else newline + 1
+        elif sql.startswith("/*", pos):
+            depth = 1
+            pos += 2
+            while pos < size and depth:
+                if sql.startswith("/*", pos):
+                    depth, pos = depth + 1, pos + 2
+                elif sql.startswith("*/", pos):
+                    depth, pos = depth - 1, pos + 2
+                else:
+                    pos += 1
+        elif char == "$" and not (pos > 0 and (sql[pos - 1].isalnum() or sql[pos - 1] in "_$")):
+            tag = _DOLLAR_TAG.match(sql, pos)
+            if tag:
+                close = sql.find(tag[0], tag.end())
+                pos = size if close == -1 else close + len(tag[0])
+            else:
+                pos += 1
+        else:
+            pos += 1
+    return ends
+
+
 # -- tree helpers ---------------------------------------------------------------
 
 

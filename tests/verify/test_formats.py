@@ -119,6 +119,28 @@ def test_sql_that_does_not_parse_is_a_finding_not_a_traceback(tmp_path: pathlib.
     assert finding["rule"] == "sql-syntax-error" and finding["line"] == 3
 
 
+def test_one_syntax_error_does_not_hide_the_other_statements(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m.sql").write_text(
+        "-- é ✅\n"
+        "CREATE INDEX a_idx ON leads (a);\n"
+        "UPDAT leads SET note = 'x;y';\n"  # the ';' in the string does not end it
+        "CLUSTER leads;\n"
+        "ALTER TABLE leads ADD COLUMN;\n"
+        "/* ; */ VACUUM FULL leads;\n"
+        "SELECT (1\n"
+    )
+    report = verify_paths([tmp_path / "m.sql"], cwd=str(tmp_path))
+    assert [(f.rule.name, f.line) for f in report.findings] == [
+        ("require-concurrent-index", 2),
+        ("sql-syntax-error", 3),
+        ("cluster", 4),
+        ("sql-syntax-error", 5),
+        ("vacuum-full", 6),
+        ("sql-syntax-error", 7),
+    ]
+    assert report.statements == 3
+
+
 def test_usage_errors_exit_2(tmp_path: pathlib.Path) -> None:
     code, output = run(str(tmp_path / "missing"))
     assert code == 2 and "no such file" in output
