@@ -50,6 +50,7 @@ from .fingerprint import Fingerprint
 from .fingerprint import take
 from .loader import Migration
 from .loader import discover
+from .row_graph import ColumnName
 from .runner import Event
 from .runner import Runner
 from .urls import display_url
@@ -140,6 +141,8 @@ class MigrationReport:
     drilled: bool = True
     points: list[PointResult] = dataclasses.field(default_factory=list)
     clean_error: str | None = None
+    #: ``schema.table.column`` whose values differed between two clean runs: not compared.
+    volatile: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def failures(self) -> list[PointResult]:
@@ -178,7 +181,9 @@ class MigrationReport:
             notes.append(f"{skipped} point(s) not reached")
         if inconclusive:
             notes.append(f"{inconclusive} run(s) gave up retrying")
-        return "retry-safe" + (f" ({', '.join(notes)})" if notes else "")
+        if self.volatile:
+            notes.append(f"not compared, varied between clean runs: {', '.join(self.volatile)}")
+        return "retry-safe" + (f" ({'; '.join(notes)})" if notes else "")
 
     def document(self) -> dict[str, t.Any]:
         return {
@@ -192,6 +197,7 @@ class MigrationReport:
             "unreached": [p.point for p in self.unreached],
             "points": [p.document() for p in self.points],
             "clean_error": self.clean_error,
+            "volatile_columns": list(self.volatile),
         }
 
 
@@ -573,7 +579,8 @@ class Drill:
         # The retries the runner reported (a retried ledger-row insert is not reported).
         return None, 1 + retries, False
 
-    def _reference(self, name: str) -> _Reference:
+    def _reference(self, name: str, volatile: t.Iterable[ColumnName] = ()) -> _Reference:
+        """Fingerprint and ledger of scratch database ``name``; ``volatile`` columns not compared."""
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
 
@@ -589,6 +596,7 @@ class Drill:
                     conn,
                     exclude=(self.ledger_table, f"{self.ledger_table}_lease"),
                     keep_rows=True,
+                    volatile=set(volatile),
                 )
                 ledger = [
                     (str(r[0]), str(r[1]), str(r[2]))
@@ -693,8 +701,15 @@ class Drill:
                 report.clean_error = error or "not applied"
                 self.progress(f"[{position}/{len(migrations)}] ❌ {label}: {report.detail()}")
                 return
-            reference = self._reference(checkpoint)
             if report.drilled:
+                reference, volatile, twin_error = self._clean_twice(
+                    scratch, previous, checkpoint, migration
+                )
+                report.volatile = sorted(".".join(column) for column in volatile)
+                if twin_error is not None:
+                    report.clean_error = twin_error
+                    self.progress(f"[{position}/{len(migrations)}] ❌ {label}: {report.detail()}")
+                    return
                 events = proxy.events
                 queries, index_of = _queries(events[first:])
                 window = (
@@ -709,7 +724,7 @@ class Drill:
                 )
                 for number, (point, arm) in enumerate(runs, start=1):
                     result = self._faulty(
-                        scratch, proxy, previous, migration, point, arm, reference
+                        scratch, proxy, previous, migration, point, arm, reference, volatile
                     )
                     report.points.append(result)
                     if not result.ok:
@@ -720,6 +735,42 @@ class Drill:
                 self.progress(f"[{position}/{len(migrations)}] {mark_} {label}: {report.detail()}")
             scratch.drop(previous)
             previous = checkpoint
+
+    def _clean_twice(
+        self, scratch: ScratchServer, template: str, checkpoint: str, migration: Migration
+    ) -> tuple[_Reference, set[ColumnName], str | None]:
+        """The reference for ``migration``, with the columns that vary between two clean runs.
+
+        ``checkpoint`` already had ``migration`` applied cleanly; a second copy of ``template``
+        gets it applied cleanly too. A column whose values differ between the two (filled from
+        ``now()``, ``clock_timestamp()``, ``gen_random_uuid()``...) depends on time or chance,
+        not on a retry: it is not compared, and a foreign key onto it is compared through the
+        row it joins to. Every other column is, whatever its type or default.
+
+        :returns: the reference, the volatile columns, and an error when the two clean runs
+            differ even without them.
+        """
+        twin = scratch.create(f"t{migration.version}", template=template)
+        try:
+            error, _, _ = self._apply(
+                self.url.set(database=twin).render_as_string(hide_password=False),
+                migration.version,
+            )
+            if error is not None:
+                return self._reference(checkpoint), set(), f"the second clean apply failed: {error}"
+            first, second = self._reference(checkpoint), self._reference(twin)
+            volatile = first.fingerprint.varying(second.fingerprint)
+            if volatile:
+                first, second = (
+                    self._reference(checkpoint, volatile),
+                    self._reference(twin, volatile),
+                )
+            differences = self._compare(first, second)
+            if differences:
+                return first, volatile, f"two clean applies ended differently: {differences[0]}"
+            return first, volatile, None
+        finally:
+            scratch.drop(twin)
 
     def _runs(
         self, points: list[FaultPoint]
@@ -756,6 +807,7 @@ class Drill:
         point: str,
         arm: t.Callable[[FaultProxy], Cut | None],
         reference: _Reference,
+        volatile: set[ColumnName],
     ) -> PointResult:
         name = scratch.create(f"f{migration.version}", template=template)
         try:
@@ -780,7 +832,7 @@ class Drill:
                 return result
             if error is not None:
                 result.ok, result.error = False, f"the run failed: {error}"
-            result.differences = self._compare(reference, self._reference(name))
+            result.differences = self._compare(reference, self._reference(name, volatile))
             if result.differences:
                 result.ok = False
             return result

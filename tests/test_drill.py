@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from tests.infra.postgres import TlsCluster
 
 REPO = Path(__file__).resolve().parent.parent
 UNSAFE = REPO / "tests" / "fixtures" / "drill_unsafe"
+VOLATILE = REPO / "tests" / "fixtures" / "drill_volatile"
 
 
 def invoke(app: t.Any, *args: str) -> t.Any:
@@ -122,6 +124,48 @@ def test_drill_json_document_names_the_failure_and_every_point(pg_url: str) -> N
         "cut while the ledger row's COMMIT is in flight",
         "lost reply to the ledger row's COMMIT",
     ]
+
+
+def test_drill_leaves_out_what_varies_between_clean_runs_and_compares_the_rest(
+    pg_url: str,
+) -> None:
+    """Injects: the systematic cuts on ``tests/fixtures/drill_volatile``: random uuid keys, a
+    root tenant that is its own parent and invoices pointing at tenants (0001),
+    ``clock_timestamp()`` written into a column without a default by a transactional migration
+    (0002), and a no-transaction ``renew_at = renew_at + interval '1 month'`` on a time column
+    that has a default but holds data (0003).
+
+    Checks: 0001 and 0002 are ✅ (no false ❌ from values that differ on every run), with the
+    columns that varied between the two clean runs listed in the table and the JSON
+    (``public.tenants.id`` and the keys copied from it into ``parent_id`` and ``tenant_id``, then
+    ``public.invoices.migrated_at``); the defaulted ``renew_at`` is still compared, so 0003 is ❌
+    at "cut after statement 1" with the doubled month quoted; exit 1.
+    """
+    app, _ = make_app(pg_url, VOLATILE)
+    result = invoke(app, "--json")
+    assert result.exit_code == 1, result.output
+    first, second, third = json.loads(result.stdout)["migrations"]
+    assert first["state"] == "retry_safe", first
+    assert first["volatile_columns"] == [
+        "public.invoices.tenant_id",
+        "public.tenants.id",
+        "public.tenants.parent_id",
+    ]
+    assert second["state"] == "retry_safe", second
+    assert second["volatile_columns"] == ["public.invoices.migrated_at"]
+    assert third["state"] == "unsafe" and third["volatile_columns"] == [], third
+    (failure,) = third["failures"]
+    assert failure["point"].startswith("cut after statement 1 (UPDATE tenants"), failure
+    assert "rows of public.tenants differ" in failure["differences"][0], failure
+    # One tenant quoted: expected one month on, found two (acme from 01, globex from 06).
+    moved = re.findall(r'"renew_at": "(2024-\d\d)', failure["differences"][0])
+    assert moved in (["2024-02", "2024-03"], ["2024-07", "2024-08"]), failure
+    table = invoke(app, "--from", "0002", "--to", "0002")
+    assert table.exit_code == 0, table.output
+    assert (
+        "retry-safe (not compared, varied between clean runs: public.invoices.migrated_at)"
+        in table.stdout
+    ), table.stdout
 
 
 def test_drill_random_mode_on_a_transactional_migration(pg_url: str) -> None:
