@@ -39,7 +39,10 @@ SQL-injection risk; pass values as bound parameters instead.
 run time, and nothing can be proven about it.
 
 ``unverifiable-sql``: a ``DO`` block whose body cannot be read (it does not
-parse, or runs ``EXECUTE`` of a built string).
+parse, or runs ``EXECUTE`` of a built string): an error. Also, as a warning,
+SQL passed to the retry executor or ``m.execute`` (or inside ``text(...)``)
+that is neither a literal nor a name bound to one: a function parameter, the
+result of a call. Nothing is known about it, so nothing about it is proven.
 """
 
 from __future__ import annotations
@@ -98,7 +101,10 @@ UNVERIFIABLE_SQL = Rule(
     name="unverifiable-sql",
     point=3,
     severity=Severity.ERROR,
-    summary="a DO block whose statements cannot be read",
+    summary=(
+        "SQL that cannot be read: a DO block running EXECUTE of a built string (error), or a "
+        "Python argument that is not literal SQL (warning)"
+    ),
     fix="write the statements as plain SQL, or keep the DO body free of EXECUTE of built strings",
     doc=__doc__ or "",
 )

@@ -129,3 +129,40 @@ def test_module_constants_and_loops_over_local_lists(tmp_path: pathlib.Path) -> 
     )
     report = verify_paths([path], cwd=str(tmp_path))
     assert sorted(_rules(report)) == [("cluster", 8), ("lock-table", 5), ("vacuum-full", 8)]
+
+
+def test_sql_that_cannot_be_resolved_is_an_unverifiable_sql_warning(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        "jobs.py",
+        HEADER + "def run(engine, sql):\n"
+        "    execute_with_retry(engine, sql)\n"
+        "\n\n"
+        "def job(engine):\n"
+        "    run(engine, 'CLUSTER leads')\n"
+        "    execute_with_retry(engine, render('x'))\n",
+    )
+    report = verify_paths([path], cwd=str(tmp_path))
+    assert _rules(report) == [("unverifiable-sql", 5), ("unverifiable-sql", 10)]
+    assert all(f.level.value == "warning" for f in report.findings)
+    assert "the parameter 'sql' of run()" in report.findings[0].message
+    assert "the result of render()" in report.findings[1].message
+    assert report.ok  # a warning: verify says what it could not check, it does not fail
+
+    # naming the forwarding helper a retry function checks its callers' SQL instead
+    named = verify_paths([path], cwd=str(tmp_path), retry_functions=["run"])
+    assert _rules(named) == [("cluster", 9), ("unverifiable-sql", 10)]
+
+
+def test_text_bindparams_chains_are_followed_to_the_literal(tmp_path: pathlib.Path) -> None:
+    path = _write(
+        tmp_path,
+        "jobs.py",
+        "from sqlalchemy import text\n\n\n"
+        "def job(conn):\n"
+        "    conn.execute(text('CLUSTER leads').bindparams(x=1).execution_options(a=1))\n"
+        "    conn.execute(select(User))  # not SQL text: nothing to say\n",
+    )
+    assert _rules(verify_paths([path], cwd=str(tmp_path))) == [("cluster", 5)]
