@@ -6,6 +6,13 @@ read secrets or take seconds. These commands need only a URL and a
 directory. Settings come from ``SAFE_MIGRATE_*`` environment variables,
 validated exactly like the app config keys of the same names, so the job
 retries and times out the same way the app would.
+
+The URL is trusted to be a direct (or session-mode) connection, where a
+no-transaction migration may set session timeouts, only when it says so:
+it came from ``SAFE_MIGRATE_DATABASE_URI`` (the key meant for that), or
+``--direct`` was given. A generic ``$DATABASE_URL`` (or a bare ``--url``) is
+often a transaction pooler's (Heroku, Supabase), so there the runner checks
+each connection itself, as the app does.
 """
 
 from __future__ import annotations
@@ -37,14 +44,44 @@ _directory_option = click.option(
 )
 
 
-def make_runner(url: str, directory: str) -> Runner:
-    """A :class:`.Runner` from a URL, a directory and ``SAFE_MIGRATE_*`` environment variables."""
+def url_source() -> str:
+    """Where ``--url`` came from: ``--url``, ``SAFE_MIGRATE_DATABASE_URI`` or ``DATABASE_URL``."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source("url") is not ParameterSource.ENVIRONMENT:
+        return "--url"
+    return (
+        "SAFE_MIGRATE_DATABASE_URI"
+        if os.environ.get("SAFE_MIGRATE_DATABASE_URI")
+        else ("DATABASE_URL")
+    )
+
+
+def make_runner(url: str, directory: str, *, source: str = "--url", direct: bool = False) -> Runner:
+    """A :class:`.Runner` from a URL, a directory and ``SAFE_MIGRATE_*`` environment variables.
+
+    :param source: where ``url`` came from, named in errors; from
+        ``SAFE_MIGRATE_DATABASE_URI`` it counts as a direct connection.
+    :param direct: the caller vouches that ``url`` bypasses any transaction pooler.
+    :raises ConfigError: ``url`` is not a usable database URL (exit 2), naming ``source``.
+    """
     from .config import DEFAULTS
     from .config import PREFIX
     from .config import load_settings
     from .database import MigrationDatabase
+    from .errors import ConfigError
     from .runner import Runner
+    from .urls import normalize_url
 
+    parsed = normalize_url(url, key=source)  # names --url, not SAFE_MIGRATE_DATABASE_URI
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"{source}: {backend!r} databases are not supported; use a postgresql:// "
+            "(or sqlite:///) URL",
+            key=source,
+        )
     config = {
         PREFIX + key: os.environ[PREFIX + key] for key in DEFAULTS if PREFIX + key in os.environ
     }
@@ -56,7 +93,7 @@ def make_runner(url: str, directory: str) -> Runner:
         ledger_table=settings.ledger_table,
         ledger_schema=settings.ledger_schema,
         connect_timeout=settings.connect_timeout,
-        key="--url",
+        key=source,
     )
     return Runner(
         db,
@@ -64,7 +101,9 @@ def make_runner(url: str, directory: str) -> Runner:
         policy=settings.retry_policy(),
         lock_timeout_ms=settings.lock_timeout_ms,
         statement_timeout_ms=settings.statement_timeout_ms,
-        dedicated_url=True,  # the URL was given for migrations: direct or session mode
+        # Session settings are safe only where the URL is known to bypass a
+        # transaction pooler; otherwise the runner checks each connection.
+        dedicated_url=direct or source == "SAFE_MIGRATE_DATABASE_URI",
         lease_ttl=settings.lease_ttl,
     )
 
@@ -75,16 +114,29 @@ def make_runner(url: str, directory: str) -> Runner:
 @click.option("--to", "to", metavar="VERSION", help="Stop after this version (inclusive).")
 @click.option("--out-of-order", is_flag=True, help="Also apply versions below applied ones.")
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="The URL bypasses any transaction pooler (direct or session mode), so no-transaction "
+    "migrations may set session timeouts. Implied when the URL comes from "
+    "$SAFE_MIGRATE_DATABASE_URI; otherwise each connection is checked.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @handle_errors
 def run_command(
-    url: str, directory: str, to: str | None, out_of_order: bool, dry_run: bool, as_json: bool
+    url: str,
+    directory: str,
+    to: str | None,
+    out_of_order: bool,
+    dry_run: bool,
+    direct: bool,
+    as_json: bool,
 ) -> None:
     """Apply pending migrations, each exactly once (same as `flask safe-migrate run`)."""
     from .commands import execute_run
 
     execute_run(
-        make_runner(url, directory),
+        make_runner(url, directory, source=url_source(), direct=direct),
         to=to,
         out_of_order=out_of_order,
         dry_run=dry_run,
@@ -102,7 +154,7 @@ def status_command(url: str, directory: str, check: bool, as_json: bool) -> None
     """Show applied, pending, drifted and missing migrations (same as `flask safe-migrate status`)."""
     from .commands import report_status
 
-    runner = make_runner(url, directory)
+    runner = make_runner(url, directory, source=url_source())
     try:
         status = runner.status()
     finally:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from flask_safe_migrate.standalone import register
 from tests.helpers import ledger
 from tests.helpers import write_migrations
+from tests.infra.postgres import APP_USER
 
 FILES = {
     "0001_t.sql": "CREATE TABLE t (a integer);\n",
@@ -82,3 +83,49 @@ def test_python_dash_m_in_a_subprocess(pg_url, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Done: 2 applied" in result.stdout
     assert ledger(pg_url) == [("0001", 1), ("0002", 1)]
+
+
+NO_TX = {
+    "0001_t.sql": "CREATE TABLE t (a integer);\n",
+    "0002_i.sql": "-- safe-migrate: no-transaction\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n",
+}
+POOLER_WARNING = "runs outside a transaction without lock_timeout"
+
+
+def test_only_a_url_meant_for_migrations_counts_as_direct(pgbouncer, tls_cluster, tmp_path):
+    # Through a transaction pooler, a no-transaction migration must not set
+    # session timeouts (they would leak to other clients). A generic
+    # $DATABASE_URL is often such a pooler URL: the runner checks it.
+    cli = CliRunner()
+    generic = {"SAFE_MIGRATE_DATABASE_URI": None}
+    for env_key, extra, expect_warning in (
+        ("DATABASE_URL", [], True),
+        ("DATABASE_URL", ["--direct"], False),
+        ("SAFE_MIGRATE_DATABASE_URI", [], False),
+    ):
+        name = tls_cluster.server.create_database(owner=APP_USER)
+        try:
+            url = pgbouncer.app_url(name)
+            directory = write_migrations(tmp_path / name, NO_TX)
+            env = {**generic, "DATABASE_URL": None, env_key: url}
+            result = cli.invoke(group(), ["run", "--directory", directory, *extra], env=env)
+            assert result.exit_code == 0, result.output
+            assert (POOLER_WARNING in result.output) is expect_warning, (env_key, result.output)
+        finally:
+            tls_cluster.server.drop_database(name)
+
+
+def test_a_bad_url_names_where_it_came_from(tmp_path) -> None:
+    directory = write_migrations(tmp_path / "m", FILES)
+    cli = CliRunner()
+    bad = cli.invoke(group(), ["status", "--url", "not a url", "--directory", directory])
+    assert bad.exit_code == 2, bad.output
+    assert "--url: 'not a url' is not a database URL" in bad.output
+    assert "SAFE_MIGRATE_DATABASE_URI" not in bad.output
+    env = {"SAFE_MIGRATE_DATABASE_URI": None, "DATABASE_URL": "bogus://x"}
+    scheme = cli.invoke(group(), ["status", "--directory", directory], env=env)
+    assert scheme.exit_code == 2 and "DATABASE_URL: 'bogus' databases are not supported" in (
+        scheme.output
+    )
+    assert "Traceback" not in bad.output + scheme.output
