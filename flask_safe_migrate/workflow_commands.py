@@ -218,11 +218,15 @@ def history_command(bind: str | None, as_json: bool) -> None:
         migrations = runner.migrations()
     except BadInputError:
         migrations = []  # a broken directory must not hide what the database says
-    states = {
-        item.version: item.state
-        for item in compute_status(migrations, applied).items
-        if item.applied is not None
-    }
+    states: dict[str, str] = {}
+    squashed_into: dict[str, str] = {}  # a row whose file a squash file replaced -> that file
+    for item in compute_status(migrations, applied).items:
+        if item.applied is not None:
+            states[item.version] = item.state
+        for version in item.covered:
+            # it ran; its file moved to squashed/ and the squash file stands for it
+            states[version] = "applied"
+            squashed_into[version] = f"{item.version}_{item.name}"
     rows = sorted(applied.values(), key=lambda r: int(r.version))
     if as_json:
         emit_json(
@@ -240,6 +244,7 @@ def history_command(bind: str | None, as_json: bool) -> None:
                         "applied_by": r.applied_by,
                         "host": r.applied_by.rsplit(":", 1)[0],
                         "ran": r.attempts > 0,
+                        "squashed_into": squashed_into.get(r.version),
                     }
                     for r in rows
                 ],
@@ -257,6 +262,8 @@ def history_command(bind: str | None, as_json: bool) -> None:
             how = f"{r.duration_ms} ms, {r.attempts} {tries}"
         state = states.get(r.version, "missing")
         flag = "" if state == "applied" else f"  [{state}]"
+        if r.version in squashed_into:
+            flag += f"  (squashed into {squashed_into[r.version]})"
         click.echo(
             f"{r.version} {r.name:<32} {_when(r.applied_at)}  {how}  by {r.applied_by}{flag}"
         )

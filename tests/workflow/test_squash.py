@@ -58,6 +58,19 @@ def test_squash_keeps_old_databases_and_builds_new_ones(pg_server, pg_url, tmp_p
     again = invoke(old_app, "run")
     assert again.exit_code == 0 and "Nothing to apply" in again.output, again.output
     assert ledger(pg_url) == [("0001", 1), ("0002", 1), ("0003", 1), ("0004", 1)]
+    # history: the rows of the squashed files are applied, not missing
+    history = invoke(old_app, "history")
+    assert history.exit_code == 0 and "[missing]" not in history.output, history.output
+    assert "0001 create_leads" in history.output
+    assert "(squashed into 0003_squashed)" in history.output
+    rows = json.loads(invoke(old_app, "history", "--json").stdout)["migrations"]
+    assert [(m["version"], m["state"]) for m in rows] == [
+        ("0001", "applied"),
+        ("0002", "applied"),
+        ("0003", "applied"),
+        ("0004", "applied"),
+    ]
+    assert rows[0]["squashed_into"] == "0003_squashed" and rows[3]["squashed_into"] is None
 
     # a new database runs the squash file, then what follows it
     name = pg_server.create_database()
@@ -120,3 +133,25 @@ def test_squash_refuses_python_and_no_transaction_migrations(pg_url, tmp_path) -
     one = invoke(app, "squash", "--to", "1")
     assert one.exit_code == 2 and "nothing to squash" in one.output
     assert sorted(os.listdir(directory)) == before
+
+
+def test_squash_on_sqlite(tmp_path) -> None:
+    files = {
+        "0001_t.sql": "CREATE TABLE t (a integer);\n",
+        "0002_u.sql": "CREATE TABLE u (a integer);\n",
+        "0003_v.sql": "CREATE TABLE v (a integer);\n",
+    }
+    directory = write_migrations(tmp_path / "m", files)
+    old_app, _ = make_app(f"sqlite:///{tmp_path / 'old.db'}", directory)
+    assert invoke(old_app, "run").exit_code == 0
+    result = invoke(old_app, "squash", "--to", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(directory)) == ["0002_squashed.sql", "0003_v.sql", "squashed"]
+    assert invoke(old_app, "status", "--check").exit_code == 0
+    assert "[missing]" not in invoke(old_app, "history").output
+    new_url = f"sqlite:///{tmp_path / 'new.db'}"
+    new_app, _ = make_app(new_url, directory)
+    run = invoke(new_app, "run")
+    assert run.exit_code == 0 and "0002_squashed applied" in run.output, run.output
+    assert ledger(new_url) == [("0002", 1), ("0003", 1)]
+    assert invoke(new_app, "status", "--check").exit_code == 0
