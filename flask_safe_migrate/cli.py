@@ -56,6 +56,7 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: t.Any, show_traceback: bool = False, **kwargs: t.Any) -> t.Any:
         try:
+            _raise_held_config_error()
             return func(*args, **kwargs)
         except SafeMigrateError as exc:
             if show_traceback:
@@ -92,6 +93,19 @@ def handle_errors(func: F) -> F:
             raise CommandFailed(redact(message), 1) from None
 
     return t.cast(F, wrapper)
+
+
+def _raise_held_config_error() -> None:
+    """Report a bad ``SAFE_MIGRATE_*`` value that ``init_app`` held back for the CLI."""
+    from flask import has_app_context
+
+    if not has_app_context():
+        return  # python -m flask_safe_migrate: no app
+    ext = current_app.extensions.get("safe_migrate")
+    held = getattr(ext, "held_config_error", None)
+    error = held() if held is not None else None
+    if error is not None:
+        raise error
 
 
 def error_document(exc: SafeMigrateError) -> dict[str, t.Any]:

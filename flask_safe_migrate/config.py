@@ -18,6 +18,9 @@ from .durations import parse_duration_ms
 from .errors import ConfigError
 from .executor import RetryPolicy
 
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 PREFIX = "SAFE_MIGRATE_"
 
 #: Every key with its default. ``DATABASE_URI`` falls back to the app's engine URL.
@@ -41,6 +44,9 @@ DEFAULTS: dict[str, t.Any] = {
 }
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+#: Database backends migrations can run on (``postgres://`` is normalised to ``postgresql``).
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +166,22 @@ def _names(key: str, value: t.Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def require_supported_backend(url: URL, key: str) -> None:
+    """Refuse a URL of a database migrations cannot run on, naming ``key`` and what is allowed.
+
+    :raises ConfigError: the backend is not PostgreSQL or SQLite.
+    """
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        from .urls import display_url
+
+        raise ConfigError(
+            f"{key} = {display_url(url)!r} is invalid: the {backend!r} backend is not"
+            " supported; use a postgresql:// (or postgres://) or sqlite:// URL.",
+            key=key,
+        )
+
+
 def set_defaults(config: t.MutableMapping[str, t.Any]) -> None:
     """``setdefault`` every key, so ``app.config`` shows what is in effect."""
     for key, value in DEFAULTS.items():
@@ -197,7 +219,8 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
             )
         from .urls import normalize_url
 
-        normalize_url(database_uri, key=PREFIX + "DATABASE_URI")
+        url = normalize_url(database_uri, key=PREFIX + "DATABASE_URI")
+        require_supported_backend(url, PREFIX + "DATABASE_URI")
     on_error = get("AUTO_MIGRATE_ON_ERROR")
     if on_error not in ("raise", "log"):
         _fail(

@@ -13,6 +13,7 @@ import os
 import socket
 import typing as t
 
+from .config import require_supported_backend
 from .engines import connect_args
 from .engines import create_migration_engine
 from .urls import normalize_url
@@ -40,6 +41,7 @@ class MigrationDatabase:
         key: str = "SAFE_MIGRATE_DATABASE_URI",
     ) -> None:
         self.url = normalize_url(url, key=key)
+        require_supported_backend(self.url, key)
         self.ledger_table = ledger_table
         self.ledger_schema = ledger_schema
         self.connect_timeout = connect_timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import typing as t
 import weakref
 
@@ -13,6 +14,7 @@ from flask import current_app
 from .config import PREFIX
 from .config import Settings
 from .config import load_settings
+from .config import require_supported_backend
 from .config import set_defaults
 from .errors import ConfigError
 
@@ -70,6 +72,9 @@ class SafeMigrate:
         self.directory = directory
         self.command_name = command_name
         self._states: weakref.WeakKeyDictionary[Flask, _AppState] = weakref.WeakKeyDictionary()
+        self._held_errors: weakref.WeakKeyDictionary[Flask, ConfigError] = (
+            weakref.WeakKeyDictionary()
+        )
         if app is not None:
             self.init_app(app)
 
@@ -87,6 +92,8 @@ class SafeMigrate:
         are applied here, before the app serves.
 
         :raises ConfigError: a bad config value, or a second registration on ``app``.
+            Under ``flask safe-migrate ...`` a bad value is held instead and
+            reported by the command (``Error: ...``, exit code 2).
         """
         if EXTENSION_KEY in app.extensions:
             raise ConfigError(
@@ -94,7 +101,22 @@ class SafeMigrate:
                 " Import and use that instance instead of calling init_app twice."
             )
         set_defaults(app.config)
-        settings = load_settings(app.config)
+        try:
+            settings = load_settings(app.config)
+        except ConfigError as exc:
+            if not self._running_own_command():
+                raise
+            # `flask` loads the app before it knows the subcommand, and shows
+            # an error raised here as a traceback with exit code 1. Hold it
+            # instead and register the group, so `flask safe-migrate <command>`
+            # reports it like every other error: "Error: ..." (or the JSON
+            # error document) and exit code 2.
+            self._held_errors[app] = exc
+            app.extensions[EXTENSION_KEY] = self
+            from .cli import cli
+
+            app.cli.add_command(cli, self.command_name)
+            return
         db = db if db is not None else self.db
         if db is None:
             db = app.extensions.get("sqlalchemy")
@@ -113,11 +135,24 @@ class SafeMigrate:
 
             migrate_at_boot(self, app)
 
+    def _running_own_command(self) -> bool:
+        """Whether this process is running ``flask <command_name> ...``."""
+        return bool(self.command_name) and self.command_name in sys.argv[1:]
+
+    def held_config_error(self, app: Flask | None = None) -> ConfigError | None:
+        """The config error ``init_app`` held back for the CLI to report, if any."""
+        if app is None:
+            app = t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+        return self._held_errors.get(app)
+
     # -- per-app state -------------------------------------------------------
 
     def _state(self, app: Flask | None = None) -> _AppState:
         if app is None:
             app = t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+        held = self._held_errors.get(app)
+        if held is not None:
+            raise held
         try:
             return self._states[app]
         except KeyError:
@@ -157,9 +192,10 @@ class SafeMigrate:
                 known = ", ".join(sorted(k for k in engines if k)) or "none"
                 raise ConfigError(f"unknown bind {bind!r}; SQLALCHEMY_BINDS defines: {known}")
             url = engines[bind].url
-        return normalize_url(
-            url, key="SQLALCHEMY_DATABASE_URI" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]"
-        )
+        key = "SQLALCHEMY_DATABASE_URI" if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]"
+        normalized = normalize_url(url, key=key)
+        require_supported_backend(normalized, key)
+        return normalized
 
     def create_engine(self, app: Flask | None = None, *, bind: str | None = None) -> Engine:
         """A new NullPool engine for migrations; dispose it when done."""

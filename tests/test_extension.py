@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -10,6 +15,8 @@ import flask_safe_migrate
 from flask_safe_migrate import ConfigError
 from flask_safe_migrate import SafeMigrate
 from flask_safe_migrate.config import DEFAULTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_app(**config: object) -> Flask:
@@ -108,6 +115,13 @@ def test_unregistered_app_is_a_clear_error() -> None:
             "SAFE_MIGRATE_DATABASE_URI: 'not a url' is not a database URL",
         ),
         ("DATABASE_URI", "postgresql+asyncpg://u@h/db", "driver 'asyncpg' is not supported"),
+        (
+            "DATABASE_URI",
+            "bogus://x",
+            "SAFE_MIGRATE_DATABASE_URI = 'bogus://x' is invalid: the 'bogus' backend is not"
+            " supported; use a postgresql:// (or postgres://) or sqlite:// URL",
+        ),
+        ("DATABASE_URI", "mysql://app:pw12345@h/d", "the 'mysql' backend is not supported"),
         ("DIRECTORY", 42, "SAFE_MIGRATE_DIRECTORY = 42 is invalid"),
         ("RETRIES", 3, "unknown config key SAFE_MIGRATE_RETRIES"),
     ],
@@ -152,6 +166,85 @@ def test_binds_resolve_and_unknown_bind_is_clear(tmp_path) -> None:
     assert ext.migration_url(app, bind="audit").database.endswith("audit.db")
     with pytest.raises(ConfigError, match="unknown bind 'nope'; SQLALCHEMY_BINDS defines: audit"):
         ext.migration_url(app, bind="nope")
+
+
+def test_every_migration_url_must_be_a_supported_backend() -> None:
+    # The same check guards the app's own URL and `python -m ... --url`.
+    from flask_safe_migrate.database import MigrationDatabase
+
+    with pytest.raises(ConfigError) as info:
+        MigrationDatabase("mysql://app:pw12345@h/d", key="SQLALCHEMY_DATABASE_URI")
+    assert str(info.value) == (
+        "SQLALCHEMY_DATABASE_URI = 'mysql://app:***@h/d' is invalid: the 'mysql' backend is not"
+        " supported; use a postgresql:// (or postgres://) or sqlite:// URL."
+    )
+    assert info.value.key == "SQLALCHEMY_DATABASE_URI"
+
+
+def _flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``flask`` console script against the example app, as a user would."""
+    flask = os.path.join(os.path.dirname(sys.executable), "flask")
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CRM_", "FLASK_", "SAFE_MIGRATE_"))
+    }
+    environ["DATABASE_URL"] = f"sqlite:///{tmp_path}/app.db"  # never the embedded server
+    environ.update(env)
+    return subprocess.run(
+        [flask, "--app", "example_app", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "MAX_ATTEMPTS",
+            "0",
+            "Error: SAFE_MIGRATE_MAX_ATTEMPTS = 0 is invalid: use a whole number",
+        ),
+        ("DATABASE_URI", "bogus://x", "Error: SAFE_MIGRATE_DATABASE_URI = 'bogus://x' is invalid"),
+        (
+            "DATABASE_URI",
+            "mysql://app:pw-never-shown@h/d",
+            "Error: SAFE_MIGRATE_DATABASE_URI = 'mysql://app:***@h/d' is invalid: the 'mysql'"
+            " backend is not supported; use a postgresql:// (or postgres://) or sqlite:// URL.",
+        ),
+    ],
+)
+def test_bad_config_under_the_real_flask_cli_is_an_error_with_exit_2(
+    tmp_path, key: str, value: str, expected: str
+) -> None:
+    # init_app raises while `flask` loads the app, before it knows the command:
+    # the error is held and reported by the command, not as a traceback.
+    result = _flask(tmp_path, "safe-migrate", "status", **{f"CRM_SAFE_MIGRATE_{key}": value})
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and "pw-never-shown" not in result.stderr
+
+    as_json = _flask(
+        tmp_path, "safe-migrate", "status", "--json", **{f"CRM_SAFE_MIGRATE_{key}": value}
+    )
+    assert as_json.returncode == 2, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["schema_version"] == 1 and document["ok"] is False
+    assert document["error"]["type"] == "ConfigError"
+    assert document["error"]["exit_code"] == 2
+    assert document["error"]["key"] == f"SAFE_MIGRATE_{key}"
+    assert "pw-never-shown" not in as_json.stdout + as_json.stderr
+
+
+def test_bad_config_outside_safe_migrate_commands_still_raises(tmp_path) -> None:
+    # Any other way of starting the app must not start on a bad config.
+    result = _flask(tmp_path, "routes", CRM_SAFE_MIGRATE_MAX_ATTEMPTS="0")
+    assert result.returncode != 0
+    assert "ConfigError: SAFE_MIGRATE_MAX_ATTEMPTS = 0 is invalid" in result.stderr
 
 
 def test_cli_group_is_registered_and_help_reads_well() -> None:
