@@ -55,6 +55,9 @@ def migrate_at_boot(extension: SafeMigrate, app: Flask) -> None:
     try:
         outcomes = extension.upgrade(app)
     except SafeMigrateError as exc:
+        # Every expected failure is one: a migration's (MigrationError), the
+        # retries' (RetriesExhausted), and a database refusing the run itself
+        # (DatabaseRefused: no such database, bad password, no permission).
         if settings.auto_migrate_on_error == "log":
             logger.error("auto-migrate failed; the app starts anyway: %s", exc)
             return

@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from .classify import Transience
 from .classify import first_line
+from .classify import is_database_error
 from .context import MigrationContext
 from .context import migrating
 from .context import on_connection
@@ -57,6 +58,7 @@ from .ledger import read_one
 from .loader import Migration
 from .loader import discover
 from .log import logger
+from .urls import display_url
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -72,6 +74,29 @@ _RAW = {"no_parameters": True}
 
 #: Largest lock_timeout the lock-retry schedule grows to (ms).
 LOCK_TIMEOUT_CEILING_MS = 10_000
+
+
+class DatabaseRefused(SafeMigrateError):
+    """The database refused the run's own work (reading or creating the ledger, the lease).
+
+    A permanent driver error outside any migration's statements: no such
+    database, a wrong password, no permission to create the ledger tables.
+    Raised as a package error so callers (the CLI, boot-time auto-migrate in
+    ``"log"`` mode) handle it like every other expected failure; the driver's
+    error is chained as ``__cause__``.
+    """
+
+
+#: Hints for the permanent errors a run meets before any migration starts.
+_REFUSAL_HINTS = (
+    (
+        "permission denied",
+        "grant the migrating role that privilege, or point"
+        " SAFE_MIGRATE_DATABASE_URI at a role that owns the schema",
+    ),
+    ("does not exist", "check the database and role names in the URL"),
+    ("authentication failed", "check the user name and password in the URL"),
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -281,8 +306,25 @@ class Runner:
             finally:
                 conn.close()
 
-        applied, _ = retry_call(attempt, policy=self.policy, label="reading the migration ledger")
+        try:
+            applied, _ = retry_call(
+                attempt, policy=self.policy, label="reading the migration ledger"
+            )
+        except Exception as exc:
+            raise self._refused(exc, "reading the migration ledger") from exc
         return applied
+
+    def _refused(self, exc: Exception, doing: str, migration: Migration | None = None) -> Exception:
+        """``exc`` as a :class:`DatabaseRefused` if it is a raw driver error, else ``exc`` itself."""
+        if isinstance(exc, SafeMigrateError) or not is_database_error(exc):
+            return exc
+        during = f" (during migration {migration.version}_{migration.name})" if migration else ""
+        text = first_line(exc)
+        hint = next((h for marker, h in _REFUSAL_HINTS if marker in text.lower()), None)
+        return DatabaseRefused(
+            f"{display_url(self.db.url)}: {doing} failed{during}: {text}."
+            + (f" Fix: {hint}." if hint else "")
+        )
 
     def status(self) -> Status:
         migrations = self.migrations()
@@ -397,8 +439,15 @@ class Runner:
         started = time.monotonic()
         outcomes: list[Outcome] = []
         in_flight: list[Migration] = []
+        step = ["reading the migration ledger"]
         try:
-            self._run(to, out_of_order, on_event, outcomes, in_flight)
+            try:
+                self._run(to, out_of_order, on_event, outcomes, in_flight, step)
+            except Exception as exc:
+                wrapped = self._refused(exc, step[0], in_flight[0] if in_flight else None)
+                if wrapped is exc:
+                    raise
+                raise wrapped from exc
         except BaseException as exc:
             if in_flight:
                 _log_migration_failed(in_flight[0], exc)
@@ -414,8 +463,12 @@ class Runner:
         on_event: t.Callable[[Event], None] | None,
         outcomes: list[Outcome],
         in_flight: list[Migration],
+        step: list[str],
     ) -> None:
-        """The body of :meth:`run`: fills ``outcomes``; ``in_flight`` holds the one being applied."""
+        """The body of :meth:`run`: fills ``outcomes``; ``in_flight`` holds the one being applied.
+
+        ``step[0]`` names what the run is doing, for the message of a database refusal.
+        """
         emit = on_event or (lambda event: None)
         migrations = self.migrations()
         ledger = self._read_ledger()
@@ -427,16 +480,19 @@ class Runner:
 
         engine = self.db.engine
         if ledger is None:
+            step[0] = "creating the ledger tables"
             run_with_retry(
                 engine,
                 lambda conn: ensure_tables(conn, self.db),
                 policy=self.policy,
                 label="creating the ledger",
             )
+        step[0] = "taking the migration lease"
         lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
         lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
         try:
             # Another instance may have applied some while we waited.
+            step[0] = "reading the migration ledger"
             applied, _ = run_with_retry(
                 engine,
                 lambda conn: read_applied(conn, self.db),
@@ -444,6 +500,7 @@ class Runner:
                 label="reading the migration ledger",
             )
             targets = self._targets(compute_status(migrations, applied), to, out_of_order)
+            step[0] = "the ledger bookkeeping"
             for migration in targets:
                 lease.check()
                 in_flight[:] = [migration]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import typing as t
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from flask_safe_migrate import MigrationError
 from flask_safe_migrate.boot import skip_reason
 from flask_safe_migrate.faults import FaultProxy
+from flask_safe_migrate.runner import DatabaseRefused
 from tests.helpers import ledger
 from tests.helpers import make_app
 from tests.helpers import scalar
@@ -53,6 +59,75 @@ def test_failure_at_boot_raises_by_default_and_can_be_logged(pg_url, tmp_path, c
     )
     assert app is not None
     assert "auto-migrate failed; the app starts anyway" in caplog.text
+
+
+def _superuser(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def refusing_database(request: pytest.FixtureRequest) -> t.Iterator[tuple[str, str, str | None]]:
+    """(URL, what the database says, a secret that must never be printed) for one refusal."""
+    case = request.param
+    if case == "unknown database":
+        url = request.getfixturevalue("pg_url")
+        yield (
+            make_url(url).set(database="sm_no_such_db").render_as_string(False),
+            "does not exist",
+            None,
+        )
+    elif case == "bad password":
+        cluster = request.getfixturevalue("tls_cluster")
+        url = cluster.app_url(request.getfixturevalue("tls_db"))
+        secret = "wrong-pw-never-printed-7"
+        bad = make_url(url).set(password=secret).render_as_string(hide_password=False)
+        yield bad, "password authentication failed", secret
+    else:  # a role that may connect but not create the ledger tables
+        url = request.getfixturevalue("pg_url")
+        role = f"sm_noperm_{uuid.uuid4().hex[:8]}"
+        _superuser(url, f'CREATE ROLE "{role}" LOGIN', "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        try:
+            limited = make_url(url).set(username=role, password=None)
+            yield limited.render_as_string(hide_password=False), "permission denied", None
+        finally:
+            _superuser(url, f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.parametrize(
+    "refusing_database",
+    ["unknown database", "bad password", "permission denied"],
+    indirect=True,
+)
+def test_database_refusal_at_boot_raises_a_package_error_or_is_logged(
+    refusing_database: tuple[str, str, str | None], tmp_path, caplog
+) -> None:
+    url, says, secret = refusing_database
+    directory = write_migrations(tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (a int);\n"})
+    with pytest.raises(DatabaseRefused) as info:
+        make_app(url, directory, SAFE_MIGRATE_AUTO_MIGRATE=True, SAFE_MIGRATE_MAX_ATTEMPTS=2)
+    message = str(info.value)
+    assert says in message and "Fix:" in message, message
+    assert isinstance(info.value.__cause__, sa.exc.DBAPIError | OSError) or type(
+        info.value.__cause__
+    ).__module__.startswith("psycopg2"), repr(info.value.__cause__)
+    caplog.clear()
+    app, _ = make_app(
+        url,
+        directory,
+        SAFE_MIGRATE_AUTO_MIGRATE=True,
+        SAFE_MIGRATE_AUTO_MIGRATE_ON_ERROR="log",
+        SAFE_MIGRATE_MAX_ATTEMPTS=2,
+    )
+    assert app is not None
+    assert "auto-migrate failed; the app starts anyway" in caplog.text and says in caplog.text
+    if secret is not None:
+        assert secret not in message and secret not in caplog.text
 
 
 @pytest.mark.parametrize(
