@@ -67,6 +67,12 @@ def handle_errors(func: F) -> F:
             raise CommandFailed(str(exc), exc.exit_code) from None
         except click.exceptions.ClickException:
             raise
+        except BrokenPipeError:
+            # The reader went away (`plan | head`): stop quietly, like other
+            # command-line tools, instead of a traceback. Exit 1: the command
+            # may not have finished.
+            _stdout_to_devnull()
+            sys.exit(1)
         except Exception as exc:
             if not is_database_error(exc):
                 # A bug, not an expected failure: show the traceback, but
@@ -93,6 +99,17 @@ def handle_errors(func: F) -> F:
             raise CommandFailed(redact(message), 1) from None
 
     return t.cast(F, wrapper)
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the final flush at exit cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
 
 
 def _raise_held_config_error() -> None:
