@@ -72,6 +72,8 @@ __all__ = [
 
 #: Prefix of every scratch database; leftovers of a SIGKILLed drill are easy to spot.
 SCRATCH_PREFIX = "sm_drill_"
+#: Random mode: a run where no cut landed is repeated with this many other seeds at most.
+_RESEEDS = 3
 #: The proxy records at most this many characters of a query (see :class:`.faults.ProxyEvent`).
 _DETAIL = 200
 _COMMIT_RE = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
@@ -139,6 +141,8 @@ class MigrationReport:
     checksum: str
     transactional: bool
     drilled: bool = True
+    #: Random mode: ``points`` are runs with random cuts, not systematic fault points.
+    random: bool = False
     points: list[PointResult] = dataclasses.field(default_factory=list)
     clean_error: str | None = None
     #: ``schema.table.column`` whose values differed between two clean runs: not compared.
@@ -178,7 +182,11 @@ class MigrationReport:
         inconclusive = sum(1 for p in self.points if p.inconclusive)
         notes = []
         if skipped:
-            notes.append(f"{skipped} point(s) not reached")
+            notes.append(
+                f"{skipped} run(s) without a cut"
+                if self.random
+                else f"{skipped} point(s) not reached"
+            )
         if inconclusive:
             notes.append(f"{inconclusive} run(s) gave up retrying")
         if self.volatile:
@@ -192,7 +200,9 @@ class MigrationReport:
             "checksum": self.checksum,
             "state": self.state,
             "transactional": self.transactional,
-            "fault_points": len(self.points),
+            # Random mode has runs, not fault points.
+            "fault_points": None if self.random else len(self.points),
+            "runs": len(self.points),
             "failures": [p.document() for p in self.failures],
             "unreached": [p.point for p in self.unreached],
             "points": [p.document() for p in self.points],
@@ -212,8 +222,14 @@ class DrillReport:
     duration_s: float
 
     @property
-    def fault_points(self) -> int:
+    def runs(self) -> int:
+        """Faulty applies: one per fault point, or the random runs."""
         return sum(len(m.points) for m in self.migrations)
+
+    @property
+    def unreached(self) -> int:
+        """Fault points that never fired, or random runs where no cut landed."""
+        return sum(len(m.unreached) for m in self.migrations)
 
     @property
     def failures(self) -> int:
@@ -230,7 +246,9 @@ class DrillReport:
             "ok": self.ok,
             "mode": self.mode,
             "server": self.server,
-            "fault_points": self.fault_points,
+            "fault_points": None if self.mode == "random" else self.runs,
+            "runs": self.runs,
+            "unreached": self.unreached,
             "failures": self.failures,
             "applies": self.applies,
             "duration_ms": int(self.duration_s * 1000),
@@ -675,6 +693,7 @@ class Drill:
                 migration.checksum,
                 migration.transactional,
                 drilled=migration.version in drilled,
+                random=self.random_runs > 0,
             )
             reports.append(report)
             label = f"{migration.version}_{migration.name}"
@@ -726,6 +745,16 @@ class Drill:
                     result = self._faulty(
                         scratch, proxy, previous, migration, point, arm, reference, volatile
                     )
+                    # A random run where no cut landed proved nothing: again with other seeds.
+                    for retry in range(1, _RESEEDS + 1):
+                        if not (self.random_runs and result.ok and not result.fired):
+                            break
+                        point, arm = self._random_run(
+                            self.seed + number - 1 + retry * self.random_runs
+                        )
+                        result = self._faulty(
+                            scratch, proxy, previous, migration, point, arm, reference, volatile
+                        )
                     report.points.append(result)
                     if not result.ok:
                         self.progress(f"    ❌ {result.summary()}")
@@ -785,18 +814,19 @@ class Drill:
 
                 runs.append((point.label, arm_cut))
             return runs
-        for run in range(self.random_runs):
-            seed = self.seed + run
-            # By the seed, not the run number: `--random 1 --seed S` replays run S exactly.
-            how: t.Literal["fin", "rst"] = "fin" if seed % 2 == 0 else "rst"
+        return [self._random_run(self.seed + run) for run in range(self.random_runs)]
 
-            def arm(
-                proxy: FaultProxy, seed: int = seed, how: t.Literal["fin", "rst"] = how
-            ) -> None:
-                proxy.set_random(self.rate, seed=seed, how=how)
+    def _random_run(self, seed: int) -> tuple[str, t.Callable[[FaultProxy], Cut | None]]:
+        """(label, arm) of one run with random cuts, FIN on even seeds and RST on odd ones.
 
-            runs.append((f"random cuts (rate {self.rate}, seed {seed}, {how.upper()})", arm))
-        return runs
+        By the seed, not the run number: ``--random 1 --seed S`` replays the run labelled S.
+        """
+        how: t.Literal["fin", "rst"] = "fin" if seed % 2 == 0 else "rst"
+
+        def arm(proxy: FaultProxy) -> None:
+            proxy.set_random(self.rate, seed=seed, how=how)
+
+        return f"random cuts (rate {self.rate}, seed {seed}, {how.upper()})", arm
 
     def _faulty(
         self,
@@ -822,7 +852,7 @@ class Drill:
                 proxy.clear()
             events = proxy.events[first:]
             cuts = [e for e in events if e.kind == "cut"]
-            fired = cut.fired > 0 if cut is not None else True
+            fired = cut.fired > 0 if cut is not None else bool(cuts)
             if cut is None:  # random: say where the cuts landed, so a failure can be replayed
                 point = f"{point}: {_describe_cuts(events, cuts)}"
             result = PointResult(point, ok=True, fired=fired, attempts=attempts)

@@ -31,7 +31,8 @@ def render_table(report: DrillReport) -> list[str]:
         for m in report.migrations
     ]
     width = max([len("Migration")] + [len(r[2]) for r in rows])
-    lines = [f"   {'Version':<8} {'Migration':<{width}} {'Points':>6}  Result"]
+    counted = "Runs" if report.mode == "random" else "Points"
+    lines = [f"   {'Version':<8} {'Migration':<{width}} {counted:>6}  Result"]
     for mark, version, name, points, detail in rows:
         lines.append(f"{mark} {version:<8} {name:<{width}} {points:>6}  {detail}")
     return lines
@@ -139,8 +140,9 @@ def drill_command(
         for line in render_table(report):
             click.echo(line)
         unsafe = sum(1 for m in report.migrations if not m.ok)
+        counted = "random run(s)" if report.mode == "random" else "fault point(s)"
         click.echo(
-            f"{report.fault_points} fault point(s), {report.applies} applies in"
+            f"{report.runs} {counted}, {report.applies} applies in"
             f" {report.duration_s:.1f}s: "
             + (
                 "every migration is retry-safe."

@@ -105,7 +105,8 @@ def test_drill_json_document_names_the_failure_and_every_point(pg_url: str) -> N
     document = json.loads(result.stdout)
     assert document["schema_version"] == 1
     assert document["ok"] is False and document["mode"] == "systematic"
-    assert document["fault_points"] == 4 and document["failures"] == 1
+    assert document["fault_points"] == 4 and document["runs"] == 4
+    assert document["failures"] == 1 and document["unreached"] == 0
     first, second = document["migrations"]
     assert set(second) >= {"version", "name", "checksum", "state", "fault_points", "failures"}
     assert first["version"] == "0001" and first["state"] == "not_drilled"
@@ -172,25 +173,48 @@ def test_drill_random_mode_on_a_transactional_migration(pg_url: str) -> None:
     """Injects: ``--random 4 --rate 0.1``: four applies of 0001 (transactional) with random cuts
     (seeds 7..10; odd seeds RST, even FIN) on every relayed chunk.
 
-    Checks: the mode is ``random``; four runs, each labelled with its seed (replayable) and where
-    its cuts landed; cuts really landed; 0001 is ✅ (a transaction survives any cut) and the
-    document is ok (exit 0).
+    Checks: the mode is ``random``; four runs (``runs``; no ``fault_points`` in this mode), each
+    labelled with its seed (replayable) and where its cuts landed; a cut landed in every run (a
+    run without one is repeated with another seed); 0001 is ✅ (a transaction survives any
+    cut) and the document is ok (exit 0).
     """
     app, _ = make_app(pg_url, UNSAFE)
     result = invoke(app, "--json", "--random", "4", "--rate", "0.1", "--seed", "7", "--to", "0001")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["mode"] == "random" and document["ok"] is True
+    assert document["fault_points"] is None and document["runs"] == 4
     (only,) = document["migrations"]
-    assert only["state"] == "retry_safe" and only["fault_points"] == 4
+    assert only["state"] == "retry_safe" and only["runs"] == 4, only
+    assert only["unreached"] == [] and all(p["fired"] for p in only["points"]), only
     labels = [p["point"] for p in only["points"]]
-    assert [label.split(":")[0] for label in labels] == [
-        "random cuts (rate 0.1, seed 7, RST)",
-        "random cuts (rate 0.1, seed 8, FIN)",
-        "random cuts (rate 0.1, seed 9, RST)",
-        "random cuts (rate 0.1, seed 10, FIN)",
-    ]
-    assert any("cut(s)" in label for label in labels), labels
+    seeds = [int(re.search(r"seed (\d+)", label)[1]) for label in labels]  # type: ignore[index]
+    # Seed 7 + i, or, when no cut landed with it, 7 + i + 4k (the next unused seeds).
+    assert [(seed - 7) % 4 for seed in seeds] == [0, 1, 2, 3], labels
+    for label, seed in zip(labels, seeds, strict=True):
+        how = "FIN" if seed % 2 == 0 else "RST"
+        assert label.startswith(f"random cuts (rate 0.1, seed {seed}, {how}): "), label
+        assert re.search(r": \d+ cut\(s\), after ", label), label
+
+
+def test_drill_random_runs_without_a_cut_are_said_not_passed_over(pg_url: str) -> None:
+    """Injects: ``--random 1`` at a rate (1e-9 per relayed chunk) at which no cut ever lands.
+
+    Checks: the run is repeated with three other seeds (1 clean + 1 second clean + 4 faulty
+    applies), then reported as "1 run(s) without a cut" next to the result, in a "Runs" column,
+    and the summary counts random runs, not fault points; JSON says ``unreached`` 1.
+    """
+    app, _ = make_app(pg_url, UNSAFE)
+    result = invoke(app, "--random", "1", "--rate", "1e-9", "--to", "0001")
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[1:3]
+    assert header.split()[:4] == ["Version", "Migration", "Runs", "Result"], result.stdout
+    assert row.startswith("✅ 0001") and "retry-safe (1 run(s) without a cut)" in row, row
+    assert "1 random run(s), 6 applies in" in result.stdout, result.stdout
+    document = json.loads(
+        invoke(app, "--json", "--random", "1", "--rate", "1e-9", "--to", "0001").stdout
+    )
+    assert document["unreached"] == 1 and document["migrations"][0]["points"][0]["fired"] is False
 
 
 def test_drill_on_sqlite_says_it_needs_postgres(tmp_path: Path) -> None:
