@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
+import types
 import typing as t
 
 from sqlalchemy import text
@@ -260,6 +262,73 @@ def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
         return 0
     grown: int = base_ms * 2 ** (lock_failures // 2)
     return min(grown, max(base_ms, LOCK_TIMEOUT_CEILING_MS))
+
+
+@dataclasses.dataclass(slots=True)
+class FailureSite:
+    """Where a migration is, for the message of its failure.
+
+    A ``.sql`` migration is at one of its parsed statements; a ``.py`` one is
+    in an ``m.execute`` / ``m.scalar`` call (its SQL, and the line of the call
+    in the file), or between calls (``sql`` is ``None`` again once a call
+    returns, so a later Python error never blames the last good statement).
+    """
+
+    statement: Statement | None = None
+    sql: str | None = None
+    line: int | None = None
+
+    def clear(self) -> None:
+        self.statement, self.sql, self.line = None, None, None
+
+    def enter_call(self, sql: str, path: str) -> None:
+        """A Python migration called ``m.execute(sql)`` / ``m.scalar(sql)`` from file ``path``."""
+        self.statement, self.sql, self.line = None, sql, caller_line(path)
+
+    def describe(self, path: str) -> tuple[str, str]:
+        """``(where, what)``: ``"<path>:<line>"`` and ``" at statement 2 (...)"`` or ``""``."""
+        if self.statement is not None:
+            statement = self.statement
+            return (
+                f"{path}:{statement.line}",
+                f" at statement {statement.index + 1} ({statement.short()})",
+            )
+        where = f"{path}:{self.line}" if self.line is not None else path
+        if self.sql is not None:
+            flat = " ".join(self.sql.split())
+            short = flat if len(flat) <= 80 else flat[:79] + "…"
+            return where, f" at m.execute({short!r})"
+        return where, ""
+
+    @property
+    def sql_text(self) -> str | None:
+        return self.statement.sql if self.statement is not None else self.sql
+
+
+def caller_line(path: str) -> int | None:
+    """The line the innermost frame of file ``path`` is at (a ``.py`` migration's call site)."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == path:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def recording(
+    run: t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]],
+    site: FailureSite,
+    path: str,
+) -> t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]]:
+    """``run``, noting each call in ``site`` while it runs (what ``m.execute`` goes through)."""
+
+    def recorded(sql: str, params: t.Mapping[str, t.Any] | None) -> Result[t.Any]:
+        site.enter_call(sql, path)
+        result = run(sql, params)
+        site.clear()
+        return result
+
+    return recorded
 
 
 class Runner:
@@ -641,14 +710,14 @@ class Runner:
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
         previous: dict[str, t.Any] = {"lock_failures": 0, "attempt": 0}
         orphans: list[tuple[int, str]] = []
-        current: dict[str, t.Any] = {"statement": None}
+        site = FailureSite()
         base_lock_timeout = migration.lock_timeout_ms
         if base_lock_timeout is None:
             base_lock_timeout = self.lock_timeout_ms
 
         def work(conn: Connection) -> t.Literal["applied", "already_applied"]:
             previous["attempt"] += 1
-            current["statement"] = None
+            site.clear()
             lock_timeout = lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])
             self._start_unit(conn, migration, lock_timeout, orphans)
             existing = read_one(conn, self.db, migration.version)
@@ -669,16 +738,16 @@ class Runner:
                 return "already_applied"
             if statements is not None:
                 for statement in statements:
-                    current["statement"] = statement
+                    site.statement = statement
                     conn.exec_driver_sql(statement.sql, execution_options=_RAW)
-                current["statement"] = None
+                site.clear()
             else:
                 module = migration.load_module()
                 context = MigrationContext(
                     version=migration.version,
                     name=migration.name,
                     dialect=self.db.backend,
-                    run=on_connection(conn),
+                    run=recording(on_connection(conn), site, str(migration.path)),
                 )
                 module.upgrade(context)
             insert_row(
@@ -718,7 +787,7 @@ class Runner:
         except SafeMigrateError:
             raise
         except Exception as exc:
-            raise self._failure(migration, current["statement"], exc) from exc
+            raise self._failure(migration, site, exc) from exc
         return state, len(attempts)
 
     # -- no transaction -----------------------------------------------------------
@@ -798,7 +867,10 @@ class Runner:
             except SafeMigrateError:
                 raise
             except Exception as exc:
-                raise self._failure(migration, statement, exc) from exc
+                site = FailureSite(statement)
+                if statement is None:
+                    site.enter_call(sql, str(migration.path))
+                raise self._failure(migration, site, exc) from exc
             total_attempts = max(total_attempts, len(attempts))
             return result
 
@@ -824,7 +896,8 @@ class Runner:
             except SafeMigrateError:
                 raise
             except Exception as exc:
-                raise self._failure(migration, None, exc) from exc
+                site = FailureSite(line=caller_line(str(migration.path)))
+                raise self._failure(migration, site, exc) from exc
             total_attempts = max(total_attempts, len(attempts))
             return result
 
@@ -905,25 +978,21 @@ class Runner:
         conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
 
     def _failure(
-        self, migration: Migration, statement: Statement | None, exc: BaseException
+        self, migration: Migration, site: FailureSite, exc: BaseException
     ) -> MigrationError:
-        where = (
-            f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
-        )
-        what = (
-            f" at statement {statement.index + 1} ({statement.short()})"
-            if statement is not None
-            else ""
-        )
-        return MigrationError(
-            f"{where}: migration {migration.version}_{migration.name} failed{what}: {first_line(exc)}."
+        where, what = site.describe(str(migration.path))
+        after = (
             " It was rolled back; earlier migrations stay applied."
             if migration.transactional
-            else f"{where}: migration {migration.version}_{migration.name} failed{what}: {first_line(exc)}."
-            " It runs outside a transaction: statements before this one stay done; fix and run again.",
+            else " It runs outside a transaction: statements before this one stay done;"
+            " fix and run again."
+        )
+        return MigrationError(
+            f"{where}: migration {migration.version}_{migration.name} failed{what}:"
+            f" {first_line(exc)}.{after}",
             version=migration.version,
             path=str(migration.path),
-            statement=statement.sql if statement is not None else None,
+            statement=site.sql_text,
         )
 
 

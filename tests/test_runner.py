@@ -138,6 +138,30 @@ def test_a_failing_statement_is_named_rolled_back_and_stops_the_run(pg_url, tmp_
     assert scalar(pg_url, "SELECT to_regclass('never')") is None
 
 
+@pytest.mark.parametrize("header", ["", "transaction = False\n"], ids=["transactional", "no-tx"])
+def test_a_failing_python_migration_names_its_statement_and_line(pg_url, tmp_path, header) -> None:
+    files = {
+        "0001_py.py": header + "\n"
+        "def upgrade(m):\n"
+        "    m.execute('CREATE TABLE IF NOT EXISTS a (x int)')\n"
+        "    assert m.scalar('SELECT count(*) FROM a') == 0\n"
+        "    m.execute(\n"
+        "        'INSERT INTO nope VALUES (:v)',\n"
+        "        {'v': 1},\n"
+        "    )\n",
+    }
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", files))
+    with pytest.raises(MigrationError) as info:
+        ext.upgrade(app)
+    message = str(info.value)
+    line = 6 if header else 5  # the line of the failing m.execute call
+    assert f"0001_py.py:{line}: migration 0001_py failed" in message, message
+    assert "at m.execute('INSERT INTO nope VALUES (:v)')" in message, message
+    assert 'relation "nope" does not exist' in message
+    assert info.value.statement == "INSERT INTO nope VALUES (:v)"
+    assert ledger(pg_url) == []
+
+
 def test_bad_files_fail_before_the_database_is_touched(pg_url, tmp_path) -> None:
     files = dict(BASIC)
     files["0004_bad.sql"] = "CREATE TABLE ok (id int);\nCREAT TABLE typo (id int);\n"
