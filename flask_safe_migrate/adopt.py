@@ -157,6 +157,12 @@ def render_history(
             command.upgrade(config, target, sql=True)
     except CommandError as exc:
         raise BadInputError(f"Alembic could not render the history: {exc}") from exc
+    except Exception as exc:
+        # Offline rendering has no connection: a revision that reads the
+        # database (op.get_bind().execute(...).scalar(), common in data
+        # migrations) fails here. Alembic announces each revision before
+        # running it, so the last announcement names the culprit.
+        raise _unrenderable(buffer.getvalue(), _script_or_none(config), exc) from exc
     output = buffer.getvalue()
     marks = list(_RUNNING.finditer(output))
     revisions = []
@@ -173,6 +179,35 @@ def render_history(
         message = (found.doc if found is not None else "") or ""
         revisions.append(Revision(mark["rev"], message.strip(), statements))
     return revisions
+
+
+def _script_or_none(config: t.Any) -> t.Any:
+    """The Alembic script directory of ``config``, or ``None`` if it cannot be read."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory.from_config(config)
+    except Exception:
+        return None
+
+
+def _unrenderable(output: str, script: t.Any, exc: Exception) -> BadInputError:
+    """The error for a revision that Alembic's offline mode cannot render."""
+    marks = list(_RUNNING.finditer(output))
+    where = "a revision"
+    if marks:
+        revision = marks[-1]["rev"]
+        found = script.get_revision(revision) if script is not None else None
+        path = getattr(found, "path", None)
+        where = f"revision {revision}" + (f" ({path})" if path else "")
+    return BadInputError(
+        f"Alembic could not render {where} offline (--sql): {type(exc).__name__}: {exc}. "
+        "Offline rendering has no database connection, so a revision that reads the "
+        "database (e.g. op.get_bind().execute(...)) cannot be turned into SQL. Write the "
+        "baseline yourself from the database's schema instead (pg_dump --schema-only "
+        "--no-owner DB > <migrations>/0001_baseline.sql, without the alembic_version "
+        "table) and record it with `flask safe-migrate adopt-alembic --baseline 0001`."
+    )
 
 
 def _slug(message: str, revision: str) -> str:

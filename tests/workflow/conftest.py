@@ -9,6 +9,24 @@ from click.testing import Result
 from flask import Flask
 
 
+def require(module: str, package: str) -> t.Any:
+    """Import ``module`` or skip, naming the package; under SAFE_MIGRATE_REQUIRE_ALL=1, fail.
+
+    For Python packages a test needs that only some extras install (like the
+    root conftest's ``missing()`` for binaries): a skip never hides them in CI.
+    """
+    import importlib
+    import os
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{package} is not installed: pip install {package}"
+        if os.environ.get("SAFE_MIGRATE_REQUIRE_ALL") == "1":
+            pytest.fail(f"{reason} (SAFE_MIGRATE_REQUIRE_ALL=1 turns this skip into a failure)")
+        pytest.skip(reason)
+
+
 def invoke(app: Flask, *args: str, input: str | None = None) -> Result:
     """Run ``flask safe-migrate ARGS`` through Flask's CLI test runner."""
     return app.test_cli_runner().invoke(args=["safe-migrate", *args], input=input)

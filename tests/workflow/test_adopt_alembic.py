@@ -17,8 +17,9 @@ from tests.helpers import ledger
 from tests.helpers import make_app
 from tests.helpers import scalar
 from tests.workflow.conftest import invoke
+from tests.workflow.conftest import require
 
-alembic = pytest.importorskip("alembic")
+alembic = require("alembic", "alembic")
 
 REVISIONS = [
     (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -21,8 +20,9 @@ from flask_safe_migrate.loader import discover
 from tests.helpers import ledger
 from tests.helpers import scalar
 from tests.workflow.conftest import invoke
+from tests.workflow.conftest import require
 
-pytest.importorskip("alembic")
+require("alembic", "alembic")
 
 
 def make_model_app(url: str, directory: str, version: int) -> Flask:
