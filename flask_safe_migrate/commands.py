@@ -153,9 +153,9 @@ def execute_run(
             click.echo(f"  {label}: {event.detail}")
         elif event.kind in ("applied", "already_applied") and event.outcome is not None:
             outcome = event.outcome
-            tries = f", {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+            tries = f"{outcome.attempts} attempt{'' if outcome.attempts == 1 else 's'}"
             verb = "applied" if event.kind == "applied" else "already applied by another instance"
-            click.echo(f"  ✅ {label} {verb} in {outcome.duration_ms} ms{tries}")
+            click.echo(f"  ✅ {label} {verb} in {outcome.duration_ms} ms, {tries}")
 
     import contextlib
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import sqlalchemy as sa
 
+from flask_safe_migrate.faults import Cut
+from flask_safe_migrate.faults import FaultProxy
 from tests.helpers import make_app
 from tests.helpers import write_migrations
 from tests.test_runner import BASIC
@@ -24,6 +27,22 @@ def test_run_prints_a_line_per_migration_and_a_summary(pg_url, tmp_path) -> None
     assert "Done: 3 applied" in result.output
     again = invoke(app, "run")
     assert again.exit_code == 0 and "Nothing to apply" in again.output
+
+
+def test_run_prints_attempts_on_every_line_and_the_reason_of_a_retry(pg_url, tmp_path) -> None:
+    """A real fault: the proxy cuts the connection as 0002's first statement is sent."""
+    directory = write_migrations(tmp_path / "m", BASIC)
+    with FaultProxy.for_url(pg_url) as proxy:
+        cut = proxy.add_cut(Cut("before_query", match=r"^ALTER TABLE leads ADD COLUMN score"))
+        app, _ = make_app(proxy.url(pg_url), directory)
+        result = invoke(app, "run")
+    assert cut.fired == 1
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "  0002_add_score: attempt 2 after: server closed the connection unexpectedly" in lines
+    assert re.search(r"^  ✅ 0001_create_leads applied in \d+ ms, 1 attempt$", result.output, re.M)
+    assert re.search(r"^  ✅ 0002_add_score applied in \d+ ms, 2 attempts$", result.output, re.M)
+    assert re.search(r"^  ✅ 0003_index_email applied in \d+ ms, 1 attempt$", result.output, re.M)
 
 
 def test_run_json_is_one_document_with_the_shared_keys(pg_url, tmp_path) -> None:
