@@ -12,11 +12,17 @@ unwrapped, after a single attempt.
 The unit of retry is whatever callable you pass to :func:`run_with_retry`:
 the migration runner passes a whole migration (statements plus ledger row),
 so that a retry reruns the transaction, never half of it.
+
+Retrying is at-least-once: a transaction whose ``COMMIT`` reply was lost is
+indistinguishable from one that failed, so it runs again. The runner's
+ledger turns that into exactly-once for migrations; other callers need
+idempotent units.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import typing as t
 
@@ -147,6 +153,27 @@ class _Stop(tenacity.stop.stop_base):
         return elapsed + (retry_state.upcoming_sleep or 0.0) >= self.policy.deadline
 
 
+class AttemptFailed(Exception):
+    """Carries a failed attempt's error together with the backend pid it ran on.
+
+    For :func:`retry_call` attempts that want the pid in the record; the
+    original error is what gets classified, retried and finally raised (with
+    its own cause chain intact).
+    """
+
+    def __init__(self, error: BaseException, pid: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.pid = pid
+
+
+@dataclasses.dataclass(slots=True)
+class _AttemptNotes:
+    """What an attempt learned while it ran, recorded whether it succeeds or fails."""
+
+    pid: int | None = None
+
+
 def retry_call(
     attempt: t.Callable[[int], T],
     *,
@@ -161,25 +188,46 @@ def retry_call(
     driver connection). ``attempt`` may raise :class:`AttemptFailed` to
     attach the backend pid to the record of a failed attempt.
     """
+
+    def noted(number: int, notes: _AttemptNotes) -> T:
+        try:
+            return attempt(number)
+        except AttemptFailed as failed:
+            notes.pid = failed.pid
+            error = failed.error
+            # Raise the attempt's own error, not the carrier: ``from`` keeps
+            # its cause (the driver's error under SQLAlchemy's) in tracebacks.
+            raise error from error.__cause__
+
+    return _retry(noted, policy=policy, on_retry=on_retry, label=label)
+
+
+def _retry(
+    attempt: t.Callable[[int, _AttemptNotes], T],
+    *,
+    policy: RetryPolicy | None,
+    on_retry: t.Callable[[Attempt], None] | None,
+    label: str,
+) -> tuple[T, tuple[Attempt, ...]]:
     policy = policy or RetryPolicy()
     attempts: list[Attempt] = []
     started = policy.clock()
 
     def attempt_once() -> T:
         number = len(attempts) + 1
+        notes = _AttemptNotes()
         begun = policy.clock()
         try:
-            result = attempt(number)
-        except AttemptFailed as failed:
-            error = failed.error
-            attempts.append(
-                Attempt(number, begun, policy.clock() - begun, error, classify(error), failed.pid)
-            )
-            raise error from None
+            result = attempt(number, notes)
         except BaseException as exc:
-            attempts.append(Attempt(number, begun, policy.clock() - begun, exc, classify(exc)))
+            record = Attempt(number, begun, policy.clock() - begun, exc, classify(exc), notes.pid)
+            attempts.append(record)
+            if record.transience is None and isinstance(exc, Exception):
+                _log_permanent(label, record, policy)
             raise
-        attempts.append(Attempt(number, begun, policy.clock() - begun))
+        record = Attempt(number, begun, policy.clock() - begun, backend_pid=notes.pid)
+        attempts.append(record)
+        _log_success(label, record, policy)
         return result
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
@@ -203,6 +251,7 @@ def retry_call(
                 "transience": kind,
                 "error_type": type(last.error).__name__,
                 "error": last.reason,
+                "backend_pid": last.backend_pid,
                 "retry_in_s": round(sleep or 0.0, 3),
                 "duration_ms": int(last.duration * 1000),
             },
@@ -224,11 +273,13 @@ def retry_call(
         result = retrying(attempt_once)
     except tenacity.RetryError as exc:
         last_error = exc.last_attempt.exception()
+        last = attempts[-1]
         elapsed = policy.clock() - started
+        kind = last.transience.value if last.transience else "error"
         message = (
             f"{label}: gave up after {len(attempts)} attempt(s) in {elapsed:.1f}s "
             f"(max {policy.max_attempts} attempts, deadline {policy.deadline}s); "
-            f"last error: {attempts[-1].reason}"
+            f"last error ({kind}, {type(last.error).__name__}): {last.reason}"
         )
         logger.error(
             "%s",
@@ -237,20 +288,56 @@ def retry_call(
                 "safe_migrate_event": "retries_exhausted",
                 "label": label,
                 "attempts": len(attempts),
-                "error": attempts[-1].reason,
+                "transience": kind,
+                "error_type": type(last.error).__name__,
+                "error": last.reason,
             },
         )
         raise RetriesExhausted(message, attempts) from last_error
     return result, tuple(attempts)
 
 
-class AttemptFailed(Exception):
-    """Carries a failed attempt's error together with the backend pid it ran on."""
+def _log_success(label: str, record: Attempt, policy: RetryPolicy) -> None:
+    # DEBUG on a first-attempt success (the common case: a line per statement
+    # would drown an app's logs); INFO when retries paid off.
+    level = logging.DEBUG if record.number == 1 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "%s: attempt %d/%d succeeded in %d ms (backend pid %s)",
+            label,
+            record.number,
+            policy.max_attempts,
+            int(record.duration * 1000),
+            record.backend_pid,
+            extra={
+                "safe_migrate_event": "attempt_succeeded",
+                "label": label,
+                "attempt": record.number,
+                "backend_pid": record.backend_pid,
+                "duration_ms": int(record.duration * 1000),
+            },
+        )
 
-    def __init__(self, error: BaseException, pid: int | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.pid = pid
+
+def _log_permanent(label: str, record: Attempt, policy: RetryPolicy) -> None:
+    # INFO, not ERROR: the error itself is raised to the caller, who reports it.
+    logger.info(
+        "%s: attempt %d/%d failed with a permanent error (%s: %s); not retried",
+        label,
+        record.number,
+        policy.max_attempts,
+        type(record.error).__name__,
+        record.reason,
+        extra={
+            "safe_migrate_event": "attempt_failed_permanently",
+            "label": label,
+            "attempt": record.number,
+            "error_type": type(record.error).__name__,
+            "error": record.reason,
+            "backend_pid": record.backend_pid,
+        },
+    )
 
 
 def run_with_retry(
@@ -268,19 +355,25 @@ def run_with_retry(
     committed when ``work`` returns; with ``False`` the connection is in
     autocommit (for statements Postgres refuses inside a transaction block).
 
+    At least once, not exactly once: when the connection dies after the
+    server committed but before the client heard so (a lost ``COMMIT``
+    reply), the attempt looks failed and ``work`` runs again. Make the unit
+    idempotent (``INSERT ... ON CONFLICT DO NOTHING``, ``UPDATE`` to a fixed
+    value) or record it in the same transaction and check first, as the
+    migration runner does with its ledger: that is the exactly-once layer.
+
     :returns: what ``work`` returned, and the record of every attempt.
     :raises RetriesExhausted: transient errors outlived ``policy``.
     :raises Exception: the first non-transient error, unwrapped, untried again.
     """
 
-    def attempt(number: int) -> T:
+    def attempt(number: int, notes: _AttemptNotes) -> T:
         conn: Connection | None = None
-        pid: int | None = None
         try:
             conn = engine.connect()
             if not transaction:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            pid = backend_pid(conn)
+            notes.pid = backend_pid(conn)
             if transaction:
                 with conn.begin():
                     return work(conn)
@@ -293,12 +386,12 @@ def run_with_retry(
             if transience is Transience.DISCONNECT:
                 # Its siblings went through the same broken path: drop them all.
                 engine.dispose()
-            raise AttemptFailed(exc, pid) from exc
+            raise
         finally:
             if conn is not None:
                 conn.close()
 
-    return retry_call(attempt, policy=policy, on_retry=on_retry, label=label)
+    return _retry(attempt, policy=policy, on_retry=on_retry, label=label)
 
 
 def execute_with_retry(
@@ -314,6 +407,11 @@ def execute_with_retry(
     attempt opens a new connection and transaction; never call this inside
     an outer ``engine.begin()``: the retry could not undo what the outer
     transaction already did, and the outer connection is the one that dies.
+
+    Writes are applied at least once: if the ``COMMIT`` reply is lost, the
+    statement committed yet is run again (an ``INSERT`` lands twice). Use
+    statements that are safe to repeat, or the migration runner, whose
+    ledger makes each migration exactly-once.
     """
 
     def work(conn: Connection) -> tuple[list[Row[t.Any]], int]:

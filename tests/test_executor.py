@@ -85,7 +85,9 @@ def test_each_attempt_runs_on_a_new_backend_and_the_transaction_is_redone(pg_url
     assert cut.fired == 1
     assert len(attempts) == 2
     assert attempts[0].transience is Transience.DISCONNECT
-    assert attempts[0].backend_pid != attempts[1].backend_pid
+    first, second = attempts[0].backend_pid, attempts[1].backend_pid
+    assert first is not None and second is not None and first != second
+    assert second == pid  # the pid the driver was told is the server's own
     assert _hits(pg_url) == [pid]  # exactly once, by the second backend
 
 
@@ -151,6 +153,30 @@ def test_syntax_error_is_raised_at_once_unwrapped(pg_url) -> None:
     assert time.monotonic() - started < 1
     assert slept == []
     assert info.value.orig.pgcode == "42601"
+    # The driver's own error stays chained, as SQLAlchemy raised it.
+    assert info.value.__cause__ is info.value.orig
+    printed = "".join(traceback.format_exception(info.value))
+    assert "psycopg2.errors.SyntaxError" in printed
+    assert "The above exception was the direct cause" in printed
+
+
+def test_retry_call_keeps_the_cause_of_an_attempt_failed_error(pg_url) -> None:
+    from flask_safe_migrate.executor import AttemptFailed
+    from flask_safe_migrate.executor import retry_call
+
+    engine = create_migration_engine(pg_url)
+
+    def attempt(number: int) -> None:
+        with engine.connect() as conn:
+            try:
+                conn.exec_driver_sql("selec 1")
+            except sa.exc.DBAPIError as exc:
+                raise AttemptFailed(exc, 4242) from exc
+
+    with pytest.raises(sa.exc.ProgrammingError) as info:
+        retry_call(attempt, policy=FAST)
+    assert info.value.__cause__ is info.value.orig
+    assert "AttemptFailed" not in "".join(traceback.format_exception(info.value))
 
 
 def test_unique_violation_is_not_retried(pg_url) -> None:
@@ -217,16 +243,68 @@ def test_deadline_stops_new_attempts() -> None:
     assert 3 <= len(info.value.attempts) < 1000
 
 
-def test_each_retry_is_logged_with_attempt_error_and_sleep(pg_url, proxy, caplog) -> None:
+def test_each_attempt_is_logged_with_number_error_class_sleep_and_pid(
+    pg_url, proxy, caplog
+) -> None:
     _create_hits(pg_url)
     proxy.add_cut(Cut("before_query", match=r"insert into hits"))
     engine = create_migration_engine(proxy.url(pg_url))
-    with caplog.at_level(logging.WARNING, logger="flask_safe_migrate"):
-        run_with_retry(engine, _pid_and_insert, policy=FAST, label="unit")
-    (record,) = [r for r in caplog.records if "retrying" in r.getMessage()]
-    message = record.getMessage()
+    with caplog.at_level(logging.DEBUG, logger="flask_safe_migrate"):
+        _, attempts = run_with_retry(engine, _pid_and_insert, policy=FAST, label="unit")
+    failed, succeeded = [r for r in caplog.records if r.getMessage().startswith("unit: attempt")]
+    message = failed.getMessage()
+    assert failed.levelno == logging.WARNING
     assert "attempt 1/5" in message and "disconnect" in message and "OperationalError" in message
     assert "retrying in 0." in message
+    assert failed.error_type == "OperationalError" and failed.attempt == 1
+    assert failed.backend_pid == attempts[0].backend_pid is not None
+    assert succeeded.levelno == logging.INFO  # a success after retries
+    assert succeeded.getMessage().startswith("unit: attempt 2/5 succeeded")
+    assert succeeded.backend_pid == attempts[1].backend_pid is not None
+
+
+def test_permanent_failure_and_first_try_success_are_logged(pg_url, caplog) -> None:
+    engine = create_migration_engine(pg_url)
+    with caplog.at_level(logging.DEBUG, logger="flask_safe_migrate"):
+        execute_with_retry(engine, "select 1")
+        with pytest.raises(sa.exc.ProgrammingError):
+            execute_with_retry(engine, "selec 1")
+    ok, bad = [r for r in caplog.records if "attempt 1/10" in r.getMessage()]
+    assert ok.levelno == logging.DEBUG and "succeeded" in ok.getMessage()
+    assert bad.levelno == logging.INFO
+    assert "failed with a permanent error (ProgrammingError:" in bad.getMessage()
+    assert "not retried" in bad.getMessage()
+
+
+def test_the_give_up_line_names_the_error_class(caplog) -> None:
+    fake = FakeTime()
+    engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    with caplog.at_level(logging.ERROR, logger="flask_safe_migrate"):
+        with pytest.raises(RetriesExhausted) as info:
+            execute_with_retry(
+                engine, "select 1", policy=RetryPolicy(max_attempts=2, sleep=fake.sleep)
+            )
+    (record,) = caplog.records
+    assert "gave up after 2 attempt(s)" in record.getMessage()
+    assert "last error (unavailable, OperationalError): connection" in record.getMessage()
+    assert "Connection refused" in record.getMessage()
+    assert record.error_type == "OperationalError"
+    assert str(info.value) == record.getMessage()
+
+
+def test_a_lost_commit_reply_reruns_the_statement_at_least_once(pg_url, proxy) -> None:
+    # The server commits, the reply never arrives: the client cannot tell this
+    # from a failed COMMIT, so the executor runs the statement again. This is
+    # why execute_with_retry is documented as at-least-once for writes and
+    # the runner's ledger is the exactly-once layer.
+    _create_hits(pg_url)
+    cut = proxy.add_cut(Cut("commit_reply_lost"))
+    engine = create_migration_engine(proxy.url(pg_url))
+    result = execute_with_retry(engine, "insert into hits values (1)", policy=FAST)
+    assert cut.fired == 1
+    assert len(result.attempts) == 2
+    assert result.attempts[0].transience is Transience.DISCONNECT
+    assert _hits(pg_url) == [1, 1]  # the insert landed twice
 
 
 def test_sqlite_database_is_locked_is_retried(tmp_path) -> None:
@@ -323,7 +401,9 @@ def test_both_drivers_retry_a_dropped_connection_on_a_new_backend(pg_url, proxy,
     proxy.add_cut(Cut("after_query", match=r"insert into hits"))
     pid, attempts = run_with_retry(engine, _pid_and_insert, policy=FAST)
     assert len(attempts) == 2 and attempts[0].transience is Transience.DISCONNECT
-    assert attempts[0].backend_pid != attempts[1].backend_pid
+    first, second = attempts[0].backend_pid, attempts[1].backend_pid
+    assert first is not None and second is not None and first != second
+    assert second == pid
     assert _hits(pg_url) == [pid]
     if driver == "psycopg":
         # PgBouncer before 1.21 breaks on prepared statements: never prepare.
