@@ -33,6 +33,7 @@ from .context import MigrationContext
 from .context import migrating
 from .context import on_connection
 from .durations import format_ms
+from .errors import BadInputError
 from .errors import ChecksumDriftError
 from .errors import MigrationError
 from .errors import SafeMigrateError
@@ -186,7 +187,10 @@ def rollback(
     if limit != 0 and limit not in {m.number for m in migrations}:
         applied_numbers = {int(v) for v in runner.read_applied()}
         if limit not in applied_numbers:
-            raise RollbackRefused(f"--to {to}: no migration has version {to}")
+            raise BadInputError(
+                f"--to {to}: no migration has version {to} (neither a file nor a ledger row); "
+                "`flask safe-migrate status` lists the versions"
+            )
     status = compute_status(migrations, runner.read_applied())
     targets = _targets(status.items, limit)
     if not targets:

@@ -79,11 +79,20 @@ def init_directory(directory: str | os.PathLike[str]) -> list[str]:
 
     Idempotent and never overwrites: an existing README (or any other file)
     is left alone, so running it in an existing project is harmless.
+
+    :raises MigrationSourceError: ``directory`` is an Alembic / Flask-Migrate
+        one (the default ``migrations`` often is): the same error ``new`` and
+        ``status`` give, rather than "nothing to do" and a failure later.
     """
+    from .loader import _refuse_alembic
+
     root = pathlib.Path(directory)
     created: list[str] = []
     if root.exists() and not root.is_dir():
         raise BadInputError(f"{root}: exists and is not a directory")
+    if root.is_dir():
+        with os.scandir(root) as entries:
+            _refuse_alembic(root, list(entries))
     if not root.exists():
         root.mkdir(parents=True)
         created.append(str(root) + os.sep)

@@ -64,13 +64,26 @@ def _with_runner(bind: str | None) -> Runner:
 
 @cli.command("init")
 @_bind_option
+@_json_option
 @handle_errors
-def init_command(bind: str | None) -> None:
-    """Create the migrations directory with a README; safe to run again (never overwrites)."""
+def init_command(bind: str | None, as_json: bool) -> None:
+    """Create the migrations directory with a README; safe to run again (never overwrites).
+
+    Refuses an Alembic / Flask-Migrate directory (see adopt-alembic).
+    """
     from .scaffold import init_directory
 
     directory = _directory(bind)
     created = init_directory(directory)
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "directory": _relative(directory),
+                "created": [_relative(p) for p in created],
+            }
+        )
+        return
     for path in created:
         click.echo(f"created {_relative(path)}")
     if not created:

@@ -125,3 +125,29 @@ def test_new_json_names_the_file(tmp_path) -> None:
     result = invoke(app, "new", "x", "--json")
     document = json.loads(result.stdout)
     assert document["schema_version"] == 1 and document["files"][0].endswith("0001_x.sql")
+
+
+def test_init_refuses_a_flask_migrate_directory_like_new_does(tmp_path) -> None:
+    directory = tmp_path / "migrations"
+    (directory / "versions").mkdir(parents=True)
+    (directory / "env.py").write_text("# Flask-Migrate's env.py\n")
+    (directory / "alembic.ini").write_text("[alembic]\n")
+    app, _ = make_app(f"sqlite:///{tmp_path / 'a.db'}", directory)
+    init = invoke(app, "init")
+    new = invoke(app, "new", "x")
+    assert init.exit_code == 2 and new.exit_code == 2, init.output
+    assert "is an Alembic/Flask-Migrate directory" in init.stderr
+    assert init.stderr == new.stderr  # the same message, naming SAFE_MIGRATE_DIRECTORY
+    assert "SAFE_MIGRATE_DIRECTORY" in init.stderr and "Traceback" not in init.output
+    assert sorted(os.listdir(directory)) == ["alembic.ini", "env.py", "versions"]
+
+
+def test_init_json(tmp_path) -> None:
+    import json
+
+    app, _ = make_app(f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "m")
+    first = json.loads(invoke(app, "init", "--json").stdout)
+    assert first["schema_version"] == 1 and first["ok"] is True
+    assert [os.path.basename(p) for p in first["created"]] == ["m", "README.md"]
+    again = json.loads(invoke(app, "init", "--json").stdout)
+    assert again["created"] == []

@@ -84,7 +84,7 @@ def test_empty_down_part_and_drifted_file_are_refused(pg_url, tmp_path) -> None:
     assert drift.exit_code == 1 and "was edited after it was applied" in drift.stderr
     assert ledger(pg_url) == [("0001", 1)]
     unknown = invoke(app, "rollback", "--to", "7")
-    assert unknown.exit_code == 1 and "no migration has version 7" in unknown.stderr
+    assert unknown.exit_code == 2 and "no migration has version 7" in unknown.stderr
 
 
 def test_failing_down_part_is_rolled_back_and_reported(pg_url, tmp_path) -> None:
@@ -141,3 +141,14 @@ def test_no_transaction_down_part(pg_url, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert scalar(pg_url, "SELECT to_regclass('t_a') IS NULL") is True
     assert ledger(pg_url) == [("0001", 1)]
+
+
+def test_rollback_to_an_unknown_version_is_bad_input(any_url, tmp_path) -> None:
+    app, _ = make_app(any_url, write_migrations(tmp_path / "m", FILES))
+    assert invoke(app, "run").exit_code == 0
+    result = invoke(app, "rollback", "--to", "77")
+    assert result.exit_code == 2, result.output
+    assert "--to 77: no migration has version 77" in result.stderr
+    document = json.loads(invoke(app, "rollback", "--to", "77", "--json").stdout)
+    assert document["error"]["type"] == "BadInputError" and document["error"]["exit_code"] == 2
+    assert ledger(any_url) == [("0001", 1), ("0002", 1), ("0003", 1)]
