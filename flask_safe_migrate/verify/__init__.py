@@ -211,6 +211,7 @@ def verify_paths(
             e.statement,
             None,
             f"{e.reason} (accepted: {accepted[(e.path, e.line)]})",
+            accepted[(e.path, e.line)],
         )
         for e in entries
     ]
@@ -339,16 +340,20 @@ def _point_three(
     counts: collections.Counter[str] = collections.Counter(
         e.category for e in entries if e.category
     )
-    unsafe = sum(1 for e in entries if not e.safe)
+    unsafe = sum(1 for e in entries if not e.safe and e.accepted is None)
+    waived = sum(1 for e in entries if not e.safe and e.accepted is not None)
     parts = [f"{counts[c]} {c}" for c in CATEGORIES if counts[c]]
     if unsafe:
         parts.append(f"{unsafe} unsafe")
+    if waived:
+        parts.append(f"{waived} unsafe but accepted with a reason")
     detail = f" ({', '.join(parts)})" if parts else ""
     summary = f"{statements} SQL statement(s): {ddl} DDL, {len(entries)} DML{detail}"
     others = collections.Counter(f.rule.name for f in failing if f.rule is not dml.UNSAFE_DML)
     if others:
         summary += "; " + ", ".join(f"{n} {k}" for k, n in sorted(others.items()))
     evidence = [
-        f"{len(entries)} DML operation(s) found, {len(entries) - unsafe} in a safe category"
+        f"{len(entries)} DML operation(s) found, {len(entries) - unsafe - waived} in a safe "
+        f"category, {waived} accepted with a reason"
     ]
     return Point(3, _TITLES[3], not failing, summary + _accepted(accepted), tuple(evidence))

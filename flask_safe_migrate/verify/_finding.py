@@ -38,6 +38,18 @@ class Rule:
     doc: str = dataclasses.field(default="", repr=False, compare=False)
 
 
+def rule_doc(name: str, code: str, *, what: str, why: str, instead: str) -> str:
+    """A rule's documentation in the shape every rule has: what, why, and the safe alternative.
+
+    The lock-safety rules are one module each, whose docstring has this
+    shape; rules that share a module (points 1-3, input) build it with this.
+    """
+    return (
+        f"{name} ({code})\n\n## What it does\n{what.strip()}\n\n## Why is this bad?\n"
+        f"{why.strip()}\n\n## Use instead\n{instead.strip()}\n"
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finding:
     """One problem at one place.
@@ -97,13 +109,18 @@ CATEGORIES: dict[str, str] = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DmlEntry:
-    """One data-changing statement and the verdict on it, with the evidence."""
+    """One data-changing statement and the verdict on it, with the evidence.
+
+    ``accepted`` is the reason of an allow comment that accepts an unsafe
+    statement (it stays unsafe, and is shown as accepted rather than failed).
+    """
 
     path: str
     line: int
     statement: str
     category: Category | None
     reason: str
+    accepted: str | None = None
 
     @property
     def safe(self) -> bool:

@@ -1,7 +1,7 @@
 """cluster (SM113)
 
 ## What it does
-Flags ``CLUSTER``.
+Flags ``CLUSTER`` of a table, in a migration or in scanned application code.
 
 ## Why is this bad?
 ``CLUSTER`` rewrites the table in index order under ``ACCESS EXCLUSIVE``:

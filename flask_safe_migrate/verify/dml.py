@@ -52,6 +52,7 @@ import typing as t
 from ._finding import Category
 from ._finding import Rule
 from ._finding import Severity
+from ._finding import rule_doc
 from ._model import Node
 from ._model import SqlStatement
 from ._model import Unit
@@ -76,7 +77,13 @@ UNSAFE_DML = Rule(
         "m.backfill(table, set=..., where=...) in a `transaction = False` .py migration "
         "(batched, resumable); or accept it with '-- safe-migrate: allow unsafe-dml -- <reason>'"
     ),
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "unsafe-dml",
+        "SM021",
+        what="Flags a data change that falls in none of the safe categories (``dedup``, ``seed``, ``backfill``, ``orphan_cleanup``): a ``DELETE``/``UPDATE`` without their evidence, an unguarded mass ``UPDATE``, ``INSERT ... SELECT``, ``MERGE``, ``COPY ... FROM``, a data-modifying ``WITH``, ``TRUNCATE``.",
+        why="A migration runs on a table of any size while the app serves traffic, and may be retried: an unbounded or non-idempotent data change holds locks for as long as it takes, and a retry changes rows twice.",
+        instead="Make it one of the safe categories (see docs/verify.md); for a mass ``UPDATE`` use ``m.backfill(table, set=..., where=...)`` in a ``transaction = False`` migration (batched, resumable); or accept it with ``-- safe-migrate: allow unsafe-dml -- <reason>``.",
+    ),
 )
 DYNAMIC_SQL = Rule(
     code="SM022",
@@ -85,7 +92,13 @@ DYNAMIC_SQL = Rule(
     severity=Severity.ERROR,
     summary="SQL built at run time cannot be verified and risks SQL injection",
     fix="write the SQL as one string literal (or a module-level constant) and pass values as bound parameters (:name)",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "dynamic-sql",
+        "SM022",
+        what="Flags SQL built at run time: f-strings, ``+`` or ``+=`` with non-literals, ``%`` formatting, ``.format()``, or a name bound to non-literal SQL on some path to the call.",
+        why="What it runs cannot be verified, and interpolating values into SQL is an SQL-injection risk.",
+        instead="Write the SQL as one string literal (or a module-level constant) and pass values as bound parameters (``:name``).",
+    ),
 )
 SQL_SYNTAX_ERROR = Rule(
     code="SM023",
@@ -94,7 +107,13 @@ SQL_SYNTAX_ERROR = Rule(
     severity=Severity.ERROR,
     summary="PostgreSQL's grammar rejects this SQL",
     fix="fix the statement so that PostgreSQL can parse it (try it in psql inside BEGIN; ... ROLLBACK;)",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "sql-syntax-error",
+        "SM023",
+        what="Flags a statement PostgreSQL's own grammar rejects (the other statements of the file are still checked).",
+        why="It fails at run time, half-way through the migration, and nothing can be proven about it.",
+        instead="Fix the statement so that PostgreSQL parses it (try it in psql inside ``BEGIN; ... ROLLBACK;``).",
+    ),
 )
 UNVERIFIABLE_SQL = Rule(
     code="SM024",
@@ -106,7 +125,13 @@ UNVERIFIABLE_SQL = Rule(
         "Python argument that is not literal SQL (warning)"
     ),
     fix="write the statements as plain SQL, or keep the DO body free of EXECUTE of built strings",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "unverifiable-sql",
+        "SM024",
+        what="Flags SQL whose statements cannot be read: a ``DO`` block that does not parse as PL/pgSQL or runs ``EXECUTE`` of a built string (an error), and, as a warning, SQL passed to the retry executor, ``m.execute`` or ``text()`` that is a function parameter or the result of a call.",
+        why="Nothing is known about what it runs, so none of the three points or the lock rules can be proven for it; ``EXECUTE`` of a built string is also an SQL-injection risk.",
+        instead="Write the statements as plain SQL literals (or module-level constants); name a helper that only forwards its callers' SQL as a retry function (``--retry-function``, ``SAFE_MIGRATE_VERIFY_RETRY_FUNCTIONS``) so that the callers' SQL is checked.",
+    ),
 )
 
 RULES = (UNSAFE_DML, DYNAMIC_SQL, SQL_SYNTAX_ERROR, UNVERIFIABLE_SQL)

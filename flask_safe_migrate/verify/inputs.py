@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._finding import Rule
 from ._finding import Severity
+from ._finding import rule_doc
 from ._suppress import PYTHON_FORM
 from ._suppress import SQL_FORM
 
@@ -24,7 +25,13 @@ MIGRATION_SOURCE_ERROR = Rule(
     severity=Severity.ERROR,
     summary="the runner would refuse this migration file",
     fix="fix the file as the message says; `flask safe-migrate run` stops on it otherwise",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "migration-source-error",
+        "SM031",
+        what="Flags a migration file the runner would refuse: a bad ``-- safe-migrate:`` header directive, a stray or reason-less ``allow non-idempotent`` marker.",
+        why="``flask safe-migrate run`` stops on it at deploy time; verify reports it instead of stopping, so that one run shows every problem.",
+        instead="Fix the file as the message says.",
+    ),
 )
 
 BAD_SUPPRESSION = Rule(
@@ -34,7 +41,13 @@ BAD_SUPPRESSION = Rule(
     severity=Severity.ERROR,
     summary="an allow comment without a reason, or for an unknown rule",
     fix=f"write {SQL_FORM!r} in SQL or {PYTHON_FORM!r} in Python, with a rule id from docs/verify.md",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "bad-suppression",
+        "SM032",
+        what="Flags an allow comment without a reason, or naming a rule that does not exist.",
+        why="It accepts nothing: a waiver nobody can audit, or one that silently does nothing because of a typo, is worse than none.",
+        instead="Write ``-- safe-migrate: allow <rule> -- <reason>`` in SQL or ``# safe-migrate: allow[<rule>] <reason>`` in Python, with a rule id from the README's table.",
+    ),
 )
 
 RULES = (MIGRATION_SOURCE_ERROR, BAD_SUPPRESSION)

@@ -60,7 +60,7 @@ class _Text:
         self.row("", ())
         for text, styles in body:
             indent = len(text) - len(text.lstrip(" "))
-            bullet = 2 if text.lstrip().startswith(("• ", "❌ ", "✅ ")) else 0
+            bullet = 2 if text.lstrip().startswith(("• ", "❌ ", "✅ ", "☑ ")) else 0
             wrapped = textwrap.wrap(
                 text.strip(),
                 width=inner - 3 - indent,
@@ -146,14 +146,16 @@ def render_text(report: Report, *, colour: bool = False) -> str:
 
 def _dml_body(report: Report) -> list[tuple[str, tuple[str, ...]]]:
     body: list[tuple[str, tuple[str, ...]]] = []
-    unsafe = [e for e in report.dml if not e.safe]
+    unsafe = [e for e in report.dml if not e.safe and e.accepted is None]
+    accepted = [e for e in report.dml if not e.safe and e.accepted is not None]
     body.append((f"Found: {len(report.dml)} DML operation(s)", ()))
-    body.append(
-        (
-            "Analysis: " + ("All SAFE" if not unsafe else f"{len(unsafe)} UNSAFE"),
-            ("green",) if not unsafe else ("red", "bold"),
-        )
-    )
+    if not accepted:
+        verdict = "All SAFE" if not unsafe else f"{len(unsafe)} UNSAFE"
+    elif not unsafe:
+        verdict = f"no unsafe DML left; {len(accepted)} accepted with a reason"
+    else:
+        verdict = f"{len(unsafe)} UNSAFE; {len(accepted)} more accepted with a reason"
+    body.append((f"Analysis: {verdict}", ("green",) if not unsafe else ("red", "bold")))
     body.append(("", ()))
     number = 0
     for category, meaning in CATEGORIES.items():
@@ -165,6 +167,11 @@ def _dml_body(report: Report) -> list[tuple[str, tuple[str, ...]]]:
         for entry in entries:
             body.append((f"   • {entry.path}:{entry.line}", ()))
             body.append((f"       {entry.reason}", ("dim",)))
+    if accepted:
+        body.append((f"Accepted with a reason: {len(accepted)}", ("bold",)))
+        for entry in accepted:
+            body.append((f"   ☑ {entry.path}:{entry.line}", ()))
+            body.append((f"       accepted: {entry.accepted}", ("green",)))
     if unsafe:
         body.append((f"Unsafe: {len(unsafe)}", ("red", "bold")))
         for entry in unsafe:
@@ -231,7 +238,12 @@ def sarif(report: Report, rules: t.Sequence[Rule], *, version: str) -> dict[str,
             }
         )
     results = []
+    seen: collections.Counter[str] = collections.Counter()
     for finding in report.findings:
+        # line-independent (alerts survive edits above), yet distinct for two
+        # identical statements of one file: the n-th occurrence is numbered
+        key = f"{finding.rule.code}:{finding.path}:{' '.join(finding.snippet.split())[:80]}"
+        seen[key] += 1
         result: dict[str, t.Any] = {
             "ruleId": finding.rule.name,
             "ruleIndex": index[finding.rule.name],
@@ -245,9 +257,7 @@ def sarif(report: Report, rules: t.Sequence[Rule], *, version: str) -> dict[str,
                     }
                 }
             ],
-            "partialFingerprints": {
-                "safeMigrate/v1": f"{finding.rule.code}:{finding.path}:{' '.join(finding.snippet.split())[:80]}"
-            },
+            "partialFingerprints": {"safeMigrate/v1": f"{key}:{seen[key]}"},
         }
         if finding.suppressed is not None:
             result["suppressions"] = [{"kind": "inSource", "justification": finding.suppressed}]

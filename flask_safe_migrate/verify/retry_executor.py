@@ -42,6 +42,7 @@ from ._extract import PyModule
 from ._finding import Finding
 from ._finding import Rule
 from ._finding import Severity
+from ._finding import rule_doc
 
 _FIX_EXECUTOR = (
     "or use flask_safe_migrate.execute_with_retry / run_with_retry, which do all of this"
@@ -54,7 +55,13 @@ CONNECTION_OUTSIDE_LOOP = Rule(
     severity=Severity.ERROR,
     summary="the retry loop reuses a connection opened before it",
     fix=f"open the connection inside the loop: 'with engine.begin() as conn:' per attempt, {_FIX_EXECUTOR}",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-connection-outside-loop",
+        "SM001",
+        what="Flags a retry function that opens its connection or transaction (``engine.connect()``, ``engine.begin()``) before its retry loop, or never inside it.",
+        why="Every attempt then reuses the connection that just died: behind a pooler a dropped connection fails each retry the same way ('SSL connection has been closed unexpectedly'), and the retries are spent for nothing.",
+        instead="Open the connection inside the loop, one per attempt (``with engine.begin() as conn:`` in the loop body), or use ``flask_safe_migrate.execute_with_retry`` / ``run_with_retry``.",
+    ),
 )
 NO_DISPOSE = Rule(
     code="SM002",
@@ -63,7 +70,13 @@ NO_DISPOSE = Rule(
     severity=Severity.ERROR,
     summary="the pool is not disposed when an attempt loses its connection",
     fix=f"call engine.dispose() in the except of a disconnect before retrying, {_FIX_EXECUTOR}",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-no-dispose",
+        "SM002",
+        what="Flags a retry function that never calls ``engine.dispose()`` when an attempt fails.",
+        why="After the server, the pooler or the network drops connections, the pool keeps handing out the dead ones it holds: the next attempts fail on them too.",
+        instead="Call ``engine.dispose()`` in the ``except`` of a disconnect before the next attempt, or use ``flask_safe_migrate.execute_with_retry``.",
+    ),
 )
 UNBOUNDED = Rule(
     code="SM003",
@@ -72,7 +85,13 @@ UNBOUNDED = Rule(
     severity=Severity.ERROR,
     summary="the retry loop has no attempt limit",
     fix=f"iterate 'for attempt in range(max_attempts):' or test a counter, {_FIX_EXECUTOR}",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-unbounded",
+        "SM003",
+        what="Flags a retry loop with no attempt limit (``while True`` with no counter), and an ``@retry`` decorator without ``stop=``.",
+        why="An outage turns into a deploy that hangs forever instead of failing with a clear error that someone can act on.",
+        instead="Iterate ``for attempt in range(max_attempts):`` or test a counter, and re-raise when the attempts are spent.",
+    ),
 )
 NO_BACKOFF = Rule(
     code="SM004",
@@ -81,7 +100,13 @@ NO_BACKOFF = Rule(
     severity=Severity.ERROR,
     summary="the retry loop does not sleep between attempts",
     fix=f"sleep before the next attempt, growing exponentially with jitter, {_FIX_EXECUTOR}",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-no-backoff",
+        "SM004",
+        what="Flags a retry loop that does not sleep between attempts, and an ``@retry`` decorator without ``wait=``.",
+        why="The attempts hammer a server that is restarting and are all spent within milliseconds, long before it is back.",
+        instead="Sleep before the next attempt, growing exponentially with jitter (``time.sleep(min(cap, base * 2 ** attempt) * random.random())``).",
+    ),
 )
 CONNECTION_REUSED = Rule(
     code="SM005",
@@ -90,7 +115,13 @@ CONNECTION_REUSED = Rule(
     severity=Severity.ERROR,
     summary="a connection passed into a retry helper is reused across attempts",
     fix="pass the engine, not a connection: each attempt must open its own connection",
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-connection-reused",
+        "SM005",
+        what="Flags a connection, session or cursor passed into a retry helper, and a retry helper that takes one as a parameter.",
+        why="Every attempt runs on that same connection, dead or not: the retry cannot recover from exactly the failure it exists for.",
+        instead="Pass the engine, and let each attempt open its own connection.",
+    ),
 )
 
 RULES = (CONNECTION_OUTSIDE_LOOP, NO_DISPOSE, UNBOUNDED, NO_BACKOFF, CONNECTION_REUSED)

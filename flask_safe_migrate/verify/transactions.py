@@ -29,6 +29,7 @@ from ._extract import PyModule
 from ._finding import Finding
 from ._finding import Rule
 from ._finding import Severity
+from ._finding import rule_doc
 
 RETRY_INSIDE_TRANSACTION = Rule(
     code="SM011",
@@ -40,7 +41,13 @@ RETRY_INSIDE_TRANSACTION = Rule(
         "call execute_with_retry(engine, ...) on its own, outside any 'with engine.begin()' "
         "block: it opens and commits its own transaction per attempt"
     ),
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "retry-inside-transaction",
+        "SM011",
+        what="Flags a call to the retry executor (or ``m.execute`` in a migration) inside ``with engine.begin()`` / ``engine.connect()`` / ``session.begin()``, after an explicit ``.begin()``, or through a function of the same module that reaches the executor.",
+        why="The executor opens its own connection per attempt; the outer transaction is another connection whose work the retry cannot redo, and it dies with the network just the same.",
+        instead="Call ``execute_with_retry(engine, ...)`` on its own, outside any transaction block: it opens and commits its own transaction per attempt.",
+    ),
 )
 SESSION_IN_MIGRATION = Rule(
     code="SM012",
@@ -52,7 +59,13 @@ SESSION_IN_MIGRATION = Rule(
         "run the SQL through execute_with_retry(engine, sql, params) (m.execute(sql, params) "
         "in a migration file); never through db.session or the models"
     ),
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "session-in-migration",
+        "SM012",
+        what="Flags ``db.session``, ``Session(...)``, ``scoped_session`` and ``sessionmaker`` in migration code (a migration file, a module named like ``*migrat*``, or a function that calls the retry executor).",
+        why="The session runs on the app's pool, outside the migration's transaction and retry: exactly the connection that breaks behind a pooler, and whose half-done work nobody rolls back.",
+        instead="Run the SQL through ``execute_with_retry(engine, sql, params)`` (``m.execute(sql, params)`` in a migration file), never through ``db.session`` or the models.",
+    ),
 )
 TRANSACTION_CONTROL = Rule(
     code="SM013",
@@ -64,7 +77,13 @@ TRANSACTION_CONTROL = Rule(
         "remove it: the runner (or the executor) owns the transaction; split the work into "
         "two migrations if it must commit in between"
     ),
-    doc=__doc__ or "",
+    doc=rule_doc(
+        "transaction-control",
+        "SM013",
+        what="Flags ``commit()`` / ``rollback()`` in migration code, and ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` / ``SAVEPOINT`` statements in a migration.",
+        why="The runner (or the executor) owns the transaction: committing half of a migration makes it impossible to retry or to roll back as a whole.",
+        instead="Remove it; split the work into two migrations if it really must commit in between.",
+    ),
 )
 
 RULES = (RETRY_INSIDE_TRANSACTION, SESSION_IN_MIGRATION, TRANSACTION_CONTROL)

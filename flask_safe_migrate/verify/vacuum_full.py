@@ -1,7 +1,7 @@
 """vacuum-full (SM112)
 
 ## What it does
-Flags ``VACUUM FULL``.
+Flags ``VACUUM FULL`` of a table, in a migration or in scanned application code.
 
 ## Why is this bad?
 ``VACUUM FULL`` rewrites the whole table under ``ACCESS EXCLUSIVE``: every

@@ -17,12 +17,16 @@ from flask_safe_migrate.__main__ import main
 from flask_safe_migrate.verify import RULES
 from flask_safe_migrate.verify import verify_paths
 from flask_safe_migrate.verify._sql import rewrite_placeholders
+from flask_safe_migrate.verify.report import render_text
 from flask_safe_migrate.verify.report import sarif
 from tests.conftest import missing
 
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent.parent
-SCHEMA = json.loads((HERE / "sarif-schema-2.1.0-subset.json").read_text())
+# The full SARIF 2.1.0 JSON schema of the OASIS SARIF TC (its "$id" says where
+# it is published), vendored so that the test needs no network.
+SCHEMA = json.loads((HERE / "sarif-schema-2.1.0.json").read_text())
+SARIF = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
 SEED = HERE / "seed" / "db_migrate.py"
 
 
@@ -69,14 +73,28 @@ def test_python_suppression(tmp_path: pathlib.Path) -> None:
 
 
 def test_sarif_validates_against_the_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    assert len(SCHEMA["definitions"]) == 52  # the whole schema, not an excerpt
     document = sarif(verify_paths([SEED, ROOT / "example_app" / "migrations"]), RULES, version="1")
-    jsonschema.Draft4Validator(SCHEMA).validate(document)
+    SARIF.validate(document)
+    broken = json.loads(json.dumps(document))
+    broken["runs"][0]["results"][0]["level"] = "fatal"
+    assert not SARIF.is_valid(broken)  # the validator really checks
     results = document["runs"][0]["results"]
     assert results and all(
         r["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1 for r in results
     )
     rule_ids = [r["id"] for r in document["runs"][0]["tool"]["driver"]["rules"]]
     assert len(rule_ids) == len(set(rule_ids)) == len(RULES)
+
+
+def test_sarif_fingerprints_tell_identical_statements_apart(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m.sql").write_text("CLUSTER leads;\nSELECT 1;\nCLUSTER leads;\n")
+    results = sarif(verify_paths([tmp_path / "m.sql"], cwd=str(tmp_path)), RULES, version="1")[
+        "runs"
+    ][0]["results"]
+    prints = [r["partialFingerprints"]["safeMigrate/v1"] for r in results]
+    assert len(prints) == 2 and len(set(prints)) == 2
 
 
 def test_sarif_cli_output_validates(tmp_path: pathlib.Path) -> None:
@@ -86,7 +104,7 @@ def test_sarif_cli_output_validates(tmp_path: pathlib.Path) -> None:
     code, output = run("--format", "sarif", str(tmp_path / "m.sql"))
     assert code == 1
     document = json.loads(output)
-    jsonschema.Draft4Validator(SCHEMA).validate(document)
+    SARIF.validate(document)
     suppressed = [r for r in document["runs"][0]["results"] if r.get("suppressions")]
     assert suppressed[0]["suppressions"] == [{"kind": "inSource", "justification": "12 rows"}]
 
@@ -109,6 +127,34 @@ def test_text_report_shows_findings_with_place_and_fix() -> None:
     assert "❌ FAILED" in output
     assert "db_migrate.py:39  dynamic-sql" in output
     assert "fix: " in output
+
+
+def test_text_report_shows_an_accepted_dml_as_accepted_not_unsafe(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "m.sql").write_text(
+        "-- safe-migrate: allow unsafe-dml -- 40 rows, checked by hand\n"
+        "UPDATE leads SET a = 1;\n"
+        "UPDATE notes SET b = 2;\n"
+    )
+    report = verify_paths([tmp_path / "m.sql"], cwd=str(tmp_path))
+    assert report.exit_code == 1
+    point_three = render_text(report).split("Point 3:", 1)[1].split("└", 1)[0]
+    assert "Analysis: 1 UNSAFE; 1 more accepted with a reason" in point_three
+    assert "☑" in point_three and "accepted: 40 rows, checked by hand" in point_three
+    marked = [line for line in point_three.splitlines() if "m.sql:" in line]
+    assert ["☑" in marked[0] and "m.sql:2" in marked[0], "❌" in marked[1]] == [True, True]
+    assert len(marked) == 2  # the accepted UPDATE is not listed as unsafe
+
+    (tmp_path / "m.sql").write_text(
+        "-- safe-migrate: allow unsafe-dml -- 40 rows, checked by hand\nUPDATE leads SET a = 1;\n"
+    )
+    report = verify_paths([tmp_path / "m.sql"], cwd=str(tmp_path))
+    assert report.exit_code == 0
+    point_three = render_text(report).split("Point 3:", 1)[1].split("└", 1)[0]
+    assert "Status: ✅ VERIFIED" in point_three
+    assert "❌" not in point_three and "UNSAFE" not in point_three
+    assert "accepted: 40 rows, checked by hand" in point_three
 
 
 def test_sql_that_does_not_parse_is_a_finding_not_a_traceback(tmp_path: pathlib.Path) -> None:
@@ -224,12 +270,55 @@ def test_flask_command_uses_the_configured_directory() -> None:
     from flask_safe_migrate import SafeMigrate
 
     app = Flask(__name__, root_path=str(ROOT / "example_app"))
-    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql://app@db.invalid/app"  # never connected
     SafeMigrate(app, directory="migrations")
     result = app.test_cli_runner().invoke(args=["safe-migrate", "verify", "--format", "json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert all(p["ok"] for p in document["points"]) and len(document["dml"]) == 6
+
+
+@pytest.mark.parametrize("output_format", ["text", "json"])
+def test_flask_verify_on_a_sqlite_app_says_it_checks_postgres_only(
+    tmp_path: pathlib.Path, output_format: str
+) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_safe_migrate import SafeMigrate
+
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0001_init.sql").write_text("CREATE TABLE t (id integer);\n")
+    app = Flask(__name__, root_path=str(tmp_path))
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'app.db'}"
+    db = SQLAlchemy(app)
+    SafeMigrate(app, db, directory="migrations")
+    result = app.test_cli_runner().invoke(
+        args=["safe-migrate", "verify", "--format", output_format]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    if output_format == "json":
+        document = json.loads(result.output)
+        assert document["ok"] is False and document["error"]["exit_code"] == 2
+        assert document["error"]["key"] == "SQLALCHEMY_DATABASE_URI"
+        message = document["error"]["message"]
+    else:
+        message = result.output
+    assert "verify checks PostgreSQL migrations only" in message and "sqlite" in message
+    assert "python -m flask_safe_migrate verify PATHS" in message
+    assert not (tmp_path / "app.db").exists()  # nothing connected
+
+
+def test_usage_errors_are_json_with_format_json(tmp_path: pathlib.Path) -> None:
+    code, output = run("--format", "json", str(tmp_path / "missing"))
+    assert code == 2
+    document = json.loads(output)
+    assert document["ok"] is False and document["error"]["exit_code"] == 2
+    assert "no such file" in document["error"]["message"]
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    code, output = run("--format", "json", str(tmp_path / "bad.py"))
+    assert code == 2 and "Python syntax error" in json.loads(output)["error"]["message"]
 
 
 RETRY_LOOPS = """import time

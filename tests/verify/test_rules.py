@@ -7,8 +7,10 @@ import pathlib
 import pytest
 
 from flask_safe_migrate.verify import RULES
+from flask_safe_migrate.verify import Rule
 from flask_safe_migrate.verify import verify_paths
 
+ROOT = pathlib.Path(__file__).parent.parent.parent
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 CATEGORIES = FIXTURES / "categories"
 
@@ -41,9 +43,38 @@ def test_every_rule_and_category_has_bad_and_ok_fixtures() -> None:
         assert kinds == {"bad", "ok"}, name
 
 
-def test_every_rule_has_a_docstring_with_what_why_and_alternative() -> None:
-    for rule in RULES:
-        assert rule.doc.strip() and rule.fix and rule.summary, rule.name
+SECTIONS = ("## What it does", "## Why is this bad?", "## Use instead")
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
+def test_every_rule_has_a_docstring_with_what_why_and_alternative(rule: Rule) -> None:
+    assert rule.fix and rule.summary
+    doc = rule.doc
+    assert doc.startswith(f"{rule.name} ({rule.code})"), doc[:80]
+    places = [doc.find(section) for section in SECTIONS]
+    assert -1 not in places and places == sorted(places), f"{rule.name}: needs {SECTIONS} in order"
+    ends = [*places[1:], len(doc)]
+    for section, start, end in zip(SECTIONS, places, ends, strict=True):
+        body = doc[start + len(section) : end].strip()
+        assert len(body.split()) >= 5, f"{rule.name}: '{section}' says too little: {body!r}"
+
+
+def _readme_rule_table() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Verify\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_the_readme_rule_table_matches_the_rule_registry() -> None:
+    table = _readme_rule_table()
+    assert [row[0].strip("`") for row in table] == [rule.name for rule in RULES]
+    for row, rule in zip(table, RULES, strict=True):
+        name, code, point, severity = row[:4]
+        assert (code, point) == (rule.code, str(rule.point)), rule.name
+        # the first severity is the rule's own; 'error / warning' when some findings differ
+        assert severity.split(" / ")[0] == rule.severity.value, rule.name
+        assert set(severity.split(" / ")) <= {"error", "warning"}, rule.name
 
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=_id)
