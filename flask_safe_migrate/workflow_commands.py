@@ -421,6 +421,7 @@ def repair_command(version: str | None, yes: bool, bind: str | None, as_json: bo
             else:
                 click.echo("Nothing to repair: no applied file was edited.")
             return
+        diffs = {item.version: _applied_diff(item.path, item.old_checksum) for item in items}
         if not as_json:
             click.echo(f"Repair {len(items)} ledger row{'s' if len(items) > 1 else ''}:")
             for item in items:
@@ -432,6 +433,8 @@ def repair_command(version: str | None, yes: bool, bind: str | None, as_json: bo
                 click.echo(f"  + checksum {item.new_checksum[:16]}  ({_relative(item.path)})")
                 if item.old_name != item.name:
                     click.echo(f"  - name {item.old_name}\n  + name {item.name}")
+                for line in diffs[item.version] or _no_diff(item.path):
+                    click.echo(f"    {line}")
             click.echo("The edited text is NOT run: the database keeps what the old text did.")
         if not yes and not _confirm("Accept these checksums?"):
             click.echo("Nothing changed.")
@@ -449,6 +452,7 @@ def repair_command(version: str | None, yes: bool, bind: str | None, as_json: bo
                         "name": i.name,
                         "checksum": i.new_checksum,
                         "old_checksum": i.old_checksum,
+                        "diff": "\n".join(diffs[i.version] or []) or None,
                         "state": "applied",
                         "attempts": None,
                         "duration_ms": None,
@@ -459,6 +463,31 @@ def repair_command(version: str | None, yes: bool, bind: str | None, as_json: bo
         )
     else:
         click.echo(f"Repaired {changed} row{'s' if changed != 1 else ''}.")
+
+
+def _applied_diff(path: str, checksum: str) -> list[str] | None:
+    """A unified diff from the applied text (found in git by its checksum) to the file now."""
+    from .applied_text import find_applied_text
+    from .applied_text import unified_diff
+
+    applied = find_applied_text(path, checksum)
+    return unified_diff(applied, path) if applied is not None else None
+
+
+def _no_diff(path: str) -> list[str]:
+    """What can honestly be said without the applied text."""
+    try:
+        info = os.stat(path)
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().count("\n")
+    except OSError:
+        return ["(the file cannot be read)"]
+    changed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.st_mtime))
+    return [
+        "(no diff: the ledger keeps only the checksum of the applied text, and no recent git "
+        "commit of this file has it)",
+        f"now: {lines} lines, {info.st_size} bytes, modified {changed}",
+    ]
 
 
 # -- plan ----------------------------------------------------------------------------

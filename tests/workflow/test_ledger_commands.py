@@ -114,3 +114,46 @@ def test_repair_json_requires_yes_and_reports_rows(pg_url, tmp_path) -> None:
     document = json.loads(result.stdout)
     assert [r["version"] for r in document["repaired"]] == ["0001"]
     assert document["repaired"][0]["old_checksum"] != document["repaired"][0]["checksum"]
+
+
+def test_repair_shows_the_change_from_the_applied_text_found_in_git(pg_url, tmp_path) -> None:
+    import subprocess
+
+    directory = write_migrations(tmp_path / "m", FILES)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", *args],
+            cwd=directory,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "migrations")
+    app, _ = make_app(pg_url, directory)
+    invoke(app, "run")
+    path = tmp_path / "m" / "0002_add_score.sql"
+    path.write_text(path.read_text().replace("score", "points"))
+    git("commit", "-q", "-am", "edited after it was applied")  # git HEAD is the new text now
+    declined = invoke(app, "repair", input="n\n")
+    assert declined.exit_code == 1
+    out = declined.output
+    assert "--- 0002_add_score.sql (applied, git " in out and "+++ 0002_add_score.sql (now)" in out
+    assert "-ALTER TABLE leads ADD COLUMN score" in out
+    assert "+ALTER TABLE leads ADD COLUMN points" in out
+    document = json.loads(invoke(app, "repair", "--yes", "--json").stdout)
+    assert "+ALTER TABLE leads ADD COLUMN points" in document["repaired"][0]["diff"]
+
+
+def test_repair_without_git_says_why_there_is_no_diff(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    directory = write_migrations(tmp_path / "m", FILES)
+    app, _ = make_app(url, directory)
+    invoke(app, "run")
+    with open(tmp_path / "m" / "0002_add_score.sql", "a") as fh:
+        fh.write("-- later\n")
+    result = invoke(app, "repair", input="n\n")
+    assert "no diff: the ledger keeps only the checksum of the applied text" in result.output
+    assert "now: " in result.output and " bytes, modified " in result.output
