@@ -51,11 +51,21 @@ def redact(text: str) -> str:
     return text
 
 
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks passwords in the formatted message.
+    """A logging filter that masks passwords everywhere in a record.
 
     Installed on the ``flask_safe_migrate`` logger, so every record the
-    package emits is clean whichever handler the application configured.
+    package emits is clean whichever handler the application configured:
+    the formatted message, the traceback of ``exc_info`` (a driver error
+    may quote a URL), ``stack_info``, and string ``extra`` fields, which
+    JSON log formatters print as they are.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -64,4 +74,20 @@ class RedactingFilter(logging.Filter):
         if clean != message:
             record.msg = clean
             record.args = None
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            # Format the traceback once, scrubbed; handlers print exc_text
+            # instead of formatting exc_info again.
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(formatted)
+            if record.exc_text != formatted:
+                # A formatter that renders exc_info itself would undo the
+                # scrubbing: leave it only the clean text.
+                record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD_ATTRIBUTES and isinstance(value, str):
+                setattr(record, name, redact(value))
         return True
