@@ -101,8 +101,11 @@ def _migrations_backend(state: SafeMigrate) -> tuple[str, str] | None:
     Only the scheme of the URL is read: nothing connects, and the URL (which
     may hold a password) is never printed.
     """
+    key = (
+        "SAFE_MIGRATE_DATABASE_URI" if state.settings().database_uri else "SQLALCHEMY_DATABASE_URI"
+    )
     try:
-        return state.migration_url().get_backend_name(), "SQLALCHEMY_DATABASE_URI"
+        return state.migration_url().get_backend_name(), key
     except ConfigError:
         pass  # no Flask-SQLAlchemy object: read the configured URL's scheme
     from flask import current_app
