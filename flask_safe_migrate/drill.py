@@ -26,23 +26,22 @@ Postgres only: SQLite has no server to cut the connection to.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
-import signal
 import ssl
-import threading
 import time
 import typing as t
-import uuid
 
 from .classify import first_line
 from .database import MigrationDatabase
+from .drill_scratch import SCRATCH_PREFIX
+from .drill_scratch import DrillInterrupted
+from .drill_scratch import Interrupts
+from .drill_scratch import ScratchServer
 from .errors import BadInputError
 from .errors import ConfigError
 from .errors import RetriesExhausted
 from .executor import RetryPolicy
-from .executor import backend_pid
 from .faults import Cut
 from .faults import FaultProxy
 from .faults import ProxyEvent
@@ -57,21 +56,18 @@ from .urls import display_url
 from .urls import normalize_url
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from sqlalchemy.engine import URL
-    from sqlalchemy.engine import Engine
 
 __all__ = [
+    "SCRATCH_PREFIX",
     "Drill",
+    "DrillInterrupted",
     "DrillReport",
     "FaultPoint",
     "MigrationReport",
     "PointResult",
 ]
 
-#: Prefix of every scratch database; leftovers of a SIGKILLed drill are easy to spot.
-SCRATCH_PREFIX = "sm_drill_"
 #: Random mode: a run where no cut landed is repeated with this many other seeds at most.
 _RESEEDS = 3
 #: The proxy records at most this many characters of a query (see :class:`.faults.ProxyEvent`).
@@ -256,130 +252,6 @@ class DrillReport:
         }
 
 
-# -- scratch databases --------------------------------------------------------------------------
-
-
-class ScratchServer:
-    """Creates and drops the drill's databases over one direct admin URL, and remembers them."""
-
-    def __init__(self, url: URL, *, connect_timeout: float = 10.0) -> None:
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
-
-        self.url = url
-        self.run_id = uuid.uuid4().hex[:8]
-        self.created: list[str] = []
-        self._lock = threading.Lock()
-        self._count = 0
-        self._engine: Engine = create_engine(
-            url,
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": max(1, int(connect_timeout))},
-        )
-
-    def check(self) -> None:
-        """Refuse a pooled URL early, with the fix, instead of failing on the first template."""
-        with self._engine.connect() as conn:
-            told = backend_pid(conn)
-            actual = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            if told is None or told != actual:
-                raise ConfigError(
-                    f"{display_url(self.url)} goes through a connection pooler: the drill copies"
-                    " databases with CREATE DATABASE ... TEMPLATE, which needs a direct"
-                    " connection to Postgres. Pass --scratch-url with a direct URL of the same"
-                    " server (a role with CREATEDB)."
-                )
-
-    def url_for(self, name: str) -> URL:
-        return self.url.set(database=name)
-
-    def create(self, label: str, template: str | None = None) -> str:
-        from sqlalchemy.exc import DBAPIError
-
-        with self._lock:
-            self._count += 1
-            name = f"{SCRATCH_PREFIX}{self.run_id}_{self._count:04d}_{label}"[:63]
-            self.created.append(name)
-        source = f' TEMPLATE "{template}"' if template else ""
-        try:
-            with self._engine.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"{source}')
-        except DBAPIError as exc:
-            if "permission denied" in str(exc).lower():
-                raise ConfigError(
-                    f"the drill creates scratch databases and the role of"
-                    f" {display_url(self.url)} may not: {first_line(exc)}. Grant it CREATEDB, or"
-                    " pass --scratch-url with a role that has it."
-                ) from None
-            raise
-        return name
-
-    def drop(self, name: str) -> None:
-        from sqlalchemy.exc import DBAPIError
-
-        with self._engine.connect() as conn:
-            try:
-                # FORCE (Postgres 13+) also ends an orphaned backend a cut left behind.
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except DBAPIError:
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (name,),
-                )
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        with self._lock:
-            if name in self.created:
-                self.created.remove(name)
-
-    def drop_all(self) -> list[str]:
-        """Drop every database still there; returns the names that could not be dropped."""
-        left: list[str] = []
-        for name in reversed(list(self.created)):
-            try:
-                self.drop(name)
-            except Exception:
-                left.append(name)
-        self._engine.dispose()
-        return left
-
-
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while the drill runs, so ``finally`` drops everything.
-
-    SIGINT already raises KeyboardInterrupt; a CI runner cancelling a job usually sends SIGTERM,
-    which by default would end the process without unwinding. Only the main thread may install
-    handlers: elsewhere (a test calling the drill from a thread) nothing is changed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_interrupt(signum: int, frame: t.Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _uninterruptible() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM during cleanup: a second Ctrl-C must not strand scratch databases."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 # -- planning fault points ----------------------------------------------------------------------
 
 
@@ -513,6 +385,8 @@ class Drill:
         self.to_version = to_version
         self.progress = on_progress or (lambda line: None)
         self.applies = 0
+        #: Scratch databases the last :meth:`run` could not drop.
+        self.left_behind: list[str] = []
         # Retries as in production, only faster: a drill runs hundreds of applies.
         self.policy = RetryPolicy(
             max_attempts=20 if random_runs else 8,
@@ -641,34 +515,44 @@ class Drill:
     # -- the whole drill ----------------------------------------------------------------------
 
     def run(self) -> DrillReport:
-        """Run the drill; scratch databases are dropped however it ends (Ctrl-C, SIGTERM too)."""
+        """Run the drill; scratch databases are dropped however it ends.
+
+        :raises DrillInterrupted: on SIGINT, SIGTERM or SIGHUP, once the databases are dropped
+            (``left`` names any that could not be).
+        """
         started = time.monotonic()
         migrations, drilled = self._migrations()
         scratch = ScratchServer(self.url, connect_timeout=self.connect_timeout)
         reports: list[MigrationReport] = []
         proxy: FaultProxy | None = None
-        interrupted = False
-        try:
-            with _interrupts_raise():
-                scratch.check()
+        interrupted: DrillInterrupted | None = None
+        with Interrupts() as interrupts:
+            try:
+                scratch.open()
                 proxy = FaultProxy.for_url(
                     self.url.render_as_string(hide_password=False),
                     protocol=True,
                     upstream_tls=_upstream_tls(self.url),
                 ).start()
                 self._run(scratch, proxy, migrations, drilled, reports)
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            with _uninterruptible():
+            except DrillInterrupted as exc:
+                interrupted = exc
+                raise
+            finally:
+                interrupts.cleaning()
                 if proxy is not None:
                     proxy.stop()
-                left = scratch.drop_all()
-                if interrupted:
+                self.left_behind = scratch.drop_all()
+                if interrupted is not None:
+                    interrupted.left = self.left_behind
+                if self.left_behind:
+                    self.progress(
+                        "could not drop scratch database(s): "
+                        + ", ".join(self.left_behind)
+                        + " (drop them with `flask safe-migrate drill --cleanup`)"
+                    )
+                elif interrupted is not None:
                     self.progress("interrupted: scratch databases dropped")
-                if left:
-                    self.progress(f"could not drop scratch database(s): {', '.join(left)}")
         return DrillReport(
             self.mode, display_url(self.url), reports, self.applies, time.monotonic() - started
         )

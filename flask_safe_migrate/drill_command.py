@@ -88,6 +88,14 @@ def _quiet_retry_log() -> t.Iterator[None]:
 @click.option("--from", "from_version", metavar="VERSION", help="Drill this version and later.")
 @click.option("--to", "to_version", metavar="VERSION", help="Stop after this version.")
 @click.option("--bind", metavar="NAME", help="Drill a Flask-SQLAlchemy bind's migrations.")
+@click.option(
+    "--cleanup",
+    is_flag=True,
+    help=(
+        "Drill nothing: drop the scratch databases (sm_drill_*) that killed drills left on the"
+        " server; those of drills still running are kept."
+    ),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @handle_errors
 def drill_command(
@@ -98,6 +106,7 @@ def drill_command(
     from_version: str | None,
     to_version: str | None,
     bind: str | None,
+    cleanup: bool,
     as_json: bool,
 ) -> None:
     """Cut the connection at every point of every migration; check each ends as a clean run.
@@ -108,10 +117,14 @@ def drill_command(
     equal the clean run's. Exit 1 if any migration is not retry-safe. PostgreSQL only.
     """
     from .drill import Drill
+    from .drill import DrillInterrupted
 
     ext = extension()
     runner = ext.runner(bind=bind)
     settings = ext.settings()
+    if cleanup:
+        _cleanup(scratch_url or runner.db.url, settings.connect_timeout, as_json)
+        return
     drill = Drill(
         scratch_url or runner.db.url,
         runner.directory,
@@ -130,9 +143,16 @@ def drill_command(
     try:
         with _quiet_retry_log():
             report = drill.run()
-    except KeyboardInterrupt:
-        click.echo("Drill interrupted; its scratch databases were dropped.", err=True)
-        sys.exit(130)
+    except DrillInterrupted as exc:
+        if exc.left:
+            click.echo(
+                f"Drill interrupted; {len(exc.left)} scratch database(s) could not be dropped:"
+                f" {', '.join(exc.left)}. Drop them with `flask safe-migrate drill --cleanup`.",
+                err=True,
+            )
+        else:
+            click.echo("Drill interrupted; its scratch databases were dropped.", err=True)
+        sys.exit(128 + exc.signum)
     if as_json:
         emit_json(report.document())
     else:
@@ -151,4 +171,27 @@ def drill_command(
             )
         )
     if not report.ok:
+        sys.exit(1)
+
+
+def _cleanup(url: t.Any, connect_timeout: float, as_json: bool) -> None:
+    from .drill_scratch import cleanup
+    from .urls import normalize_url
+
+    done = cleanup(normalize_url(url, key="--scratch-url"), connect_timeout=connect_timeout)
+    if as_json:
+        emit_json(done.document())
+    else:
+        for name in done.dropped:
+            click.echo(f"dropped {name}")
+        for name in done.kept:
+            click.echo(f"kept {name} (its drill is still running)")
+        for name in done.failed:
+            click.echo(f"could not drop {name}", err=True)
+        click.echo(
+            f"{len(done.dropped)} leftover scratch database(s) dropped"
+            + (f", {len(done.kept)} kept" if done.kept else "")
+            + (f", {len(done.failed)} could not be dropped." if done.failed else ".")
+        )
+    if done.failed:
         sys.exit(1)

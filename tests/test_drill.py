@@ -29,6 +29,7 @@ from flask_safe_migrate.drill import plan_points
 from flask_safe_migrate.loader import discover
 from tests.helpers import EXAMPLE_MIGRATIONS
 from tests.helpers import make_app
+from tests.helpers import scalar
 from tests.infra.pgbouncer import PgBouncer
 from tests.infra.postgres import Server
 from tests.infra.postgres import TlsCluster
@@ -245,45 +246,55 @@ def test_drill_through_a_pooler_asks_for_a_direct_scratch_url(
     assert scratch_databases(tls_cluster.admin_url) == set()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_drill_drops_its_scratch_databases_when_interrupted(
-    sig: signal.Signals, pg_server: Server, pg_url: str, tmp_path: Path
-) -> None:
-    """Injects: ``SIGINT`` (Ctrl-C) or ``SIGTERM`` (a cancelled CI job) to a real ``flask
-    safe-migrate drill`` process on the example history, once it is drilling 0002.
-
-    Checks: it exits 130 saying its scratch databases were dropped, and none of them is left on
-    the server (there were some while it ran).
-    """
-    before = scratch_databases(pg_server.admin_url)
+def start_drill(tmp_path: Path, url: str, *args: str) -> subprocess.Popen[str]:
+    """A real ``flask safe-migrate drill`` process on the example history, against ``url``."""
     (tmp_path / "sm_drill_app.py").write_text(
         textwrap.dedent(
             f"""
             from tests.helpers import make_app
 
-            app, ext = make_app({pg_url!r}, {EXAMPLE_MIGRATIONS!r})
+            app, ext = make_app({url!r}, {EXAMPLE_MIGRATIONS!r})
             """
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(tmp_path)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "sm_drill_app", "safe-migrate", "drill"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "sm_drill_app", "safe-migrate", "drill", *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_until_drilling_0002(proc: subprocess.Popen[str]) -> list[str]:
+    """Read the drill's progress until it starts the faulty applies of 0002; the lines read."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("[2/10] 0002_create_statuses"):
+            return seen
+    pytest.fail("the drill never reached 0002:\n" + "".join(seen))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_drill_drops_its_scratch_databases_when_interrupted(
+    sig: signal.Signals, pg_server: Server, pg_url: str, tmp_path: Path
+) -> None:
+    """Injects: ``SIGINT`` (Ctrl-C), ``SIGTERM`` (a cancelled CI job) or ``SIGHUP`` (a closed
+    terminal or ssh session) to a real ``flask safe-migrate drill`` process on the example
+    history, once it is drilling 0002.
+
+    Checks: it exits 128 + the signal's number saying its scratch databases were dropped, and
+    none of them is left on the server (there were some while it ran).
+    """
+    before = scratch_databases(pg_server.admin_url)
+    proc = start_drill(tmp_path, pg_url)
     try:
-        assert proc.stderr is not None
-        seen: list[str] = []
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith("[2/10] 0002_create_statuses"):
-                break
-        else:
-            pytest.fail("the drill never reached 0002:\n" + "".join(seen))
+        seen = wait_until_drilling_0002(proc)
         during = scratch_databases(pg_server.admin_url) - before
         assert during, "no scratch database while drilling"
         proc.send_signal(sig)
@@ -292,12 +303,69 @@ def test_drill_drops_its_scratch_databases_when_interrupted(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, "".join(seen) + rest
-    assert "scratch databases were dropped" in rest
+    assert proc.returncode == 128 + sig, "".join(seen) + rest
+    assert "Drill interrupted; its scratch databases were dropped." in rest
     deadline = time.monotonic() + 5
     while scratch_databases(pg_server.admin_url) - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert scratch_databases(pg_server.admin_url) - before == set()
+
+
+KEEPERS = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sm\\_drill\\_%'"
+
+
+def test_drill_cleanup_drops_what_a_killed_drill_left_and_keeps_a_running_ones(
+    tls_cluster: TlsCluster, tls_db: str, tmp_path: Path
+) -> None:
+    """Injects: ``SIGKILL`` to a real drill process on the example history while it drills 0002
+    (on a private cluster, so no other test's drill is around), which leaves its scratch
+    databases; and a drill that is still running there (its admin connection named
+    ``sm_drill_<run id>`` open, and a database of that run).
+
+    Checks: ``drill --cleanup --json`` drops exactly the killed drill's databases (exit 0), keeps
+    the running drill's database and says so; nothing of the killed run is left.
+    """
+    admin = tls_cluster.admin_url
+    url = tls_cluster.app_url(tls_db, sslmode="disable")
+    proc = start_drill(tmp_path, url)
+    try:
+        wait_until_drilling_0002(proc)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    left = scratch_databases(admin)
+    assert left, "a SIGKILL cannot clean up, yet no scratch database was left"
+    # The server notices the killed drill's connections are gone within moments.
+    deadline = time.monotonic() + 10
+    while scalar(admin, KEEPERS) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scalar(admin, KEEPERS) == 0
+    running = f"{SCRATCH_PREFIX}feedc0de_0001_c0001"
+    engine = sa.create_engine(
+        admin,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"application_name": f"{SCRATCH_PREFIX}feedc0de"},
+    )
+    try:
+        with engine.connect() as alive:
+            alive.exec_driver_sql(f'CREATE DATABASE "{running}"')
+            try:
+                app, _ = make_app(url, EXAMPLE_MIGRATIONS)
+                result = invoke(app, "--cleanup", "--json")
+                assert result.exit_code == 0, result.output
+                document = json.loads(result.stdout)
+                assert sorted(document["dropped"]) == sorted(left), document
+                assert document["kept"] == [running] and document["failed"] == []
+                assert scratch_databases(admin) == {running}
+            finally:
+                alive.exec_driver_sql(f'DROP DATABASE IF EXISTS "{running}"')
+    finally:
+        engine.dispose()
 
 
 def test_plan_points_for_a_python_migration_skip_the_runners_own_queries() -> None:

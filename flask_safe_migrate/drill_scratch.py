@@ -1,0 +1,266 @@
+"""The drill's scratch databases: created over a direct admin URL, and never left behind.
+
+Three lines of defence, from the most to the least common way a drill ends early:
+
+* the drill drops everything it created when it ends, fails, or is stopped by SIGINT (Ctrl-C),
+  SIGTERM (a cancelled CI job) or SIGHUP (a closed terminal or ssh session): :class:`Interrupts`
+  turns the first of them into :class:`DrillInterrupted` and ignores any further one while the
+  databases are dropped;
+* every drill announces itself: the admin connections it holds open while it runs carry its run
+  id as ``application_name``;
+* a drill killed outright (SIGKILL, OOM killer, a lost machine) cannot clean up, so
+  :func:`cleanup` (``flask safe-migrate drill --cleanup``) drops the databases of every run that
+  no longer has a connection open, and keeps those of drills still running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import types
+import typing as t
+import uuid
+
+from .classify import first_line
+from .errors import ConfigError
+from .executor import backend_pid
+from .urls import display_url
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Engine
+
+#: Prefix of every scratch database and of the drill's ``application_name``.
+SCRATCH_PREFIX = "sm_drill_"
+_RUN_ID_LENGTH = 8
+#: The signals that stop a drill and still let it drop its scratch databases.
+_SIGNALS = tuple(
+    sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig
+)
+
+
+def _admin_engine(url: URL, connect_timeout: float, application_name: str) -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
+        url,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "connect_timeout": max(1, int(connect_timeout)),
+            "application_name": application_name,
+        },
+    )
+
+
+def refuse_pooler(conn: Connection, url: URL) -> None:
+    """Refuse a pooled URL early, with the fix, instead of failing on the first template."""
+    told = backend_pid(conn)
+    actual = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    if told is None or told != actual:
+        raise ConfigError(
+            f"{display_url(url)} goes through a connection pooler: the drill copies"
+            " databases with CREATE DATABASE ... TEMPLATE, which needs a direct"
+            " connection to Postgres. Pass --scratch-url with a direct URL of the same"
+            " server (a role with CREATEDB)."
+        )
+
+
+class ScratchServer:
+    """Creates and drops the drill's databases over one direct admin URL, and remembers them.
+
+    :meth:`open` also keeps one admin connection open until :meth:`drop_all`, named after the
+    run: that is how :func:`cleanup` tells a running drill from a killed one.
+    """
+
+    def __init__(self, url: URL, *, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self.run_id = uuid.uuid4().hex[:_RUN_ID_LENGTH]
+        self.created: list[str] = []
+        self._lock = threading.Lock()
+        self._count = 0
+        self._engine = _admin_engine(url, connect_timeout, f"{SCRATCH_PREFIX}{self.run_id}")
+        self._keeper: Connection | None = None
+
+    def open(self) -> None:
+        """Connect (refusing a pooler) and keep the connection that says this run is alive."""
+        conn = self._engine.connect()
+        try:
+            refuse_pooler(conn, self.url)
+        except BaseException:
+            conn.close()
+            raise
+        self._keeper = conn
+
+    def create(self, label: str, template: str | None = None) -> str:
+        from sqlalchemy.exc import DBAPIError
+
+        with self._lock:
+            self._count += 1
+            name = f"{SCRATCH_PREFIX}{self.run_id}_{self._count:04d}_{label}"[:63]
+            self.created.append(name)
+        source = f' TEMPLATE "{template}"' if template else ""
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"{source}')
+        except DBAPIError as exc:
+            if "permission denied" in str(exc).lower():
+                raise ConfigError(
+                    f"the drill creates scratch databases and the role of"
+                    f" {display_url(self.url)} may not: {first_line(exc)}. Grant it CREATEDB, or"
+                    " pass --scratch-url with a role that has it."
+                ) from None
+            raise
+        return name
+
+    def drop(self, name: str) -> None:
+        with self._engine.connect() as conn:
+            _drop(conn, name)
+        with self._lock:
+            if name in self.created:
+                self.created.remove(name)
+
+    def drop_all(self) -> list[str]:
+        """Drop every database still there; returns the names that could not be dropped."""
+        left: list[str] = []
+        for name in reversed(list(self.created)):
+            try:
+                self.drop(name)
+            except Exception:
+                left.append(name)
+        if self._keeper is not None:
+            try:
+                self._keeper.close()
+            except Exception:
+                pass
+            self._keeper = None
+        self._engine.dispose()
+        return left
+
+
+def _drop(conn: Connection, name: str) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        # FORCE (Postgres 13+) also ends an orphaned backend a cut left behind.
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except DBAPIError:
+        conn.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        )
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+# -- interrupts ------------------------------------------------------------------------------
+
+
+class DrillInterrupted(KeyboardInterrupt):
+    """The drill was stopped by a signal; ``left`` names what it could not drop (if anything)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+        self.left: list[str] = []
+
+
+class Interrupts:
+    """Signal handlers installed once, around both the drill's body and its cleanup.
+
+    While the body runs, the first SIGINT, SIGTERM or SIGHUP raises :class:`DrillInterrupted`
+    (by default SIGTERM and SIGHUP would end the process without unwinding, stranding the
+    databases). From then on, and from the moment :meth:`cleaning` is called, signals are
+    ignored: a second Ctrl-C must not cut the cleanup short. There is no gap between the two
+    phases, since the handlers stay the same. Only the main thread may install handlers:
+    elsewhere (a test calling the drill from a thread) nothing is changed.
+    """
+
+    def __init__(self) -> None:
+        self._cleaning = False
+        self._previous: dict[int, t.Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+        if self._cleaning:
+            return
+        self._cleaning = True
+        raise DrillInterrupted(signum)
+
+    def cleaning(self) -> None:
+        """From now on, ignore the signals (the cleanup is running)."""
+        self._cleaning = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+# -- leftovers of killed drills --------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cleanup:
+    """What :func:`cleanup` did: names dropped, kept (their drill still runs), failed."""
+
+    dropped: list[str]
+    kept: list[str]
+    failed: list[str]
+
+    def document(self) -> dict[str, t.Any]:
+        return {
+            "ok": not self.failed,
+            "dropped": self.dropped,
+            "kept": self.kept,
+            "failed": self.failed,
+        }
+
+
+def cleanup(url: URL, *, connect_timeout: float = 10.0) -> Cleanup:
+    """Drop the scratch databases of every drill that is no longer running on ``url``'s server.
+
+    A running drill holds an admin connection named ``sm_drill_<run id>`` (visible in
+    ``pg_stat_activity`` to every role); a database whose run id has none belongs to a drill
+    that was killed, and is dropped (``WITH (FORCE)``).
+    """
+    engine = _admin_engine(url, connect_timeout, f"{SCRATCH_PREFIX}cleanup")
+    found = Cleanup([], [], [])
+    pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"
+    try:
+        with engine.connect() as conn:
+            refuse_pooler(conn, url)
+            names = sorted(
+                str(r[0])
+                for r in conn.exec_driver_sql(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+                )
+            )
+            alive = {
+                str(r[0])[len(SCRATCH_PREFIX) :]
+                for r in conn.exec_driver_sql(
+                    "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
+                    (pattern,),
+                )
+            }
+            for name in names:
+                run_id = name[len(SCRATCH_PREFIX) : len(SCRATCH_PREFIX) + _RUN_ID_LENGTH]
+                if run_id in alive:
+                    found.kept.append(name)
+                    continue
+                try:
+                    _drop(conn, name)
+                except Exception as exc:
+                    found.failed.append(f"{name} ({first_line(exc)})")
+                else:
+                    found.dropped.append(name)
+    finally:
+        engine.dispose()
+    return found
