@@ -44,6 +44,7 @@ from .ledger import delete_row
 from .ledger import read_applied
 from .ledger import read_one
 from .loader import Migration
+from .log import logger
 from .runner import Event
 from .runner import MigrationState
 from .runner import Runner
@@ -173,15 +174,40 @@ def _is_stub(function: t.Callable[..., t.Any]) -> bool:
 
 
 def rollback(
-    runner: Runner, *, to: str, on_event: t.Callable[[Event], None] | None = None
+    runner: Runner,
+    *,
+    to: str,
+    on_event: t.Callable[[Event], None] | None = None,
+    on_reverted: t.Callable[[Reverted], None] | None = None,
 ) -> list[Reverted]:
     """Revert every applied migration above ``to`` (``0``: all of them), newest first.
+
+    Logs a structured record per migration (``migration_reverted``,
+    ``migration_revert_failed``) and one per rollback (``rollback_finished``),
+    like ``run``. ``on_reverted`` receives each :class:`Reverted` as it happens.
 
     :raises RollbackRefused: a migration to revert cannot be (nothing was run).
     :raises MigrationError: a down part failed; it was rolled back (transactional)
         and the migrations reverted before it stay reverted.
     """
-    emit = on_event or (lambda event: None)
+    started = time.monotonic()
+    done: list[Reverted] = []
+    try:
+        _rollback(runner, to, on_event or (lambda event: None), on_reverted, done)
+    except BaseException as exc:
+        _log_rollback(done, started, exc)
+        raise
+    _log_rollback(done, started, None)
+    return done
+
+
+def _rollback(
+    runner: Runner,
+    to: str,
+    emit: t.Callable[[Event], None],
+    on_reverted: t.Callable[[Reverted], None] | None,
+    done: list[Reverted],
+) -> None:
     limit = parse_version(to, option="--to")
     migrations = runner.migrations()
     if limit != 0 and limit not in {m.number for m in migrations}:
@@ -194,12 +220,11 @@ def rollback(
     status = compute_status(migrations, runner.read_applied())
     targets = _targets(status.items, limit)
     if not targets:
-        return []
+        return
     parsed = _check(targets, runner.db.backend)
 
     lease = Lease(runner.db, runner.holder, ttl=runner.lease_ttl, policy=runner.policy)
     lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
-    done: list[Reverted] = []
     try:
         applied, _ = run_with_retry(
             runner.db.engine,
@@ -214,8 +239,15 @@ def rollback(
             migration = item.migration
             assert migration is not None
             emit(Event("reverting", migration.version, migration.name))
-            outcome = _revert(runner, migration, parsed[migration.version], emit)
+            try:
+                outcome = _revert(runner, migration, parsed[migration.version], emit)
+            except BaseException as exc:
+                _log_revert_failed(migration, exc)
+                raise
             done.append(outcome)
+            _log_reverted(outcome)
+            if on_reverted is not None:
+                on_reverted(outcome)
             emit(
                 Event(
                     outcome.state,
@@ -226,7 +258,68 @@ def rollback(
             )
     finally:
         lease.release()
-    return done
+
+
+def _log_reverted(outcome: Reverted) -> None:
+    logger.info(
+        "migration %s_%s %s in %d ms (%d attempt%s)",
+        outcome.version,
+        outcome.name,
+        "rolled back" if outcome.state == "reverted" else "was already rolled back",
+        outcome.duration_ms,
+        outcome.attempts,
+        "" if outcome.attempts == 1 else "s",
+        extra={
+            "safe_migrate_event": "migration_reverted",
+            "version": outcome.version,
+            "migration": f"{outcome.version}_{outcome.name}",
+            "result": outcome.state,
+            "duration_ms": outcome.duration_ms,
+            "attempts": outcome.attempts,
+            "retries": list(outcome.retries),
+        },
+    )
+
+
+def _log_revert_failed(migration: Migration, exc: BaseException) -> None:
+    logger.error(
+        "rolling back migration %s_%s failed: %s",
+        migration.version,
+        migration.name,
+        first_line(exc),
+        extra={
+            "safe_migrate_event": "migration_revert_failed",
+            "version": migration.version,
+            "migration": f"{migration.version}_{migration.name}",
+            "error_type": type(exc).__name__,
+            "error": first_line(exc),
+        },
+    )
+
+
+def _log_rollback(done: list[Reverted], started: float, exc: BaseException | None) -> None:
+    duration_ms = int((time.monotonic() - started) * 1000)
+    extra = {
+        "safe_migrate_event": "rollback_finished",
+        "ok": exc is None,
+        "reverted": sum(1 for d in done if d.state == "reverted"),
+        "duration_ms": duration_ms,
+        "versions": [d.version for d in done],
+        "error_type": type(exc).__name__ if exc is not None else None,
+        "error": first_line(exc) if exc is not None else None,
+    }
+    if exc is not None:
+        logger.error(
+            "rollback failed after %d ms (%d rolled back): %s",
+            duration_ms,
+            len(done),
+            first_line(exc),
+            extra=extra,
+        )
+    else:
+        logger.info(
+            "rollback finished: %d rolled back in %d ms", len(done), duration_ms, extra=extra
+        )
 
 
 def _revert(

@@ -23,6 +23,15 @@ Keyword arguments:
   ``duration_ms``, ``bind``; sent once per run, failed or not, even when
   there was nothing to apply.
 
+``flask safe-migrate rollback`` sends the mirror images, with the same
+keyword arguments (``outcome`` is a :class:`~flask_safe_migrate.rollback.Reverted`;
+``outcome.state`` is ``already_reverted`` when another instance did it):
+
+* ``migration_reverting``: ``version``, ``name``, ``bind``;
+* ``migration_reverted``: ``version``, ``name``, ``outcome``, ``bind``;
+* ``migration_revert_failed``: ``version``, ``name``, ``error``, ``bind``;
+* ``rollback_finished``: ``outcomes``, ``error``, ``duration_ms``, ``bind``.
+
 A receiver that raises is logged and ignored: monitoring must never stop a
 migration half-way or turn an applied one into a reported failure.
 """
@@ -40,6 +49,7 @@ from .log import logger
 if t.TYPE_CHECKING:
     from blinker import NamedSignal
 
+    from .rollback import Reverted
     from .runner import Event
     from .runner import Outcome
 
@@ -49,6 +59,10 @@ migration_started: NamedSignal = _signals.signal("safe-migrate-migration-started
 migration_applied: NamedSignal = _signals.signal("safe-migrate-migration-applied")
 migration_failed: NamedSignal = _signals.signal("safe-migrate-migration-failed")
 run_finished: NamedSignal = _signals.signal("safe-migrate-run-finished")
+migration_reverting: NamedSignal = _signals.signal("safe-migrate-migration-reverting")
+migration_reverted: NamedSignal = _signals.signal("safe-migrate-migration-reverted")
+migration_revert_failed: NamedSignal = _signals.signal("safe-migrate-migration-revert-failed")
+rollback_finished: NamedSignal = _signals.signal("safe-migrate-rollback-finished")
 
 
 def _send(signal: NamedSignal, sender: t.Any, **kwargs: t.Any) -> None:
@@ -112,6 +126,69 @@ def signalling(
             event = in_flight[0]
             _send(
                 migration_failed,
+                sender,
+                version=event.version,
+                name=event.name,
+                error=exc,
+                bind=bind,
+            )
+        finished(exc)
+        raise
+    finished(None)
+
+
+@contextlib.contextmanager
+def rollback_signalling(
+    sender: t.Any,
+    on_event: t.Callable[[Event], None] | None = None,
+    *,
+    bind: str | None = None,
+) -> t.Iterator[tuple[t.Callable[[Event], None], t.Callable[[Reverted], None]]]:
+    """Send the rollback signals around one rollback.
+
+    Yields ``(on_event, on_reverted)`` to pass to :func:`~.rollback.rollback`;
+    ``on_event`` (if any) still receives every event, after the signal for it.
+    """
+    in_flight: list[Event] = []
+    outcomes: list[Reverted] = []
+    started = time.monotonic()
+
+    def relay(event: Event) -> None:
+        if event.kind == "reverting":
+            in_flight[:] = [event]
+            _send(migration_reverting, sender, version=event.version, name=event.name, bind=bind)
+        if on_event is not None:
+            on_event(event)
+
+    def reverted(outcome: Reverted) -> None:
+        in_flight.clear()
+        outcomes.append(outcome)
+        _send(
+            migration_reverted,
+            sender,
+            version=outcome.version,
+            name=outcome.name,
+            outcome=outcome,
+            bind=bind,
+        )
+
+    def finished(error: BaseException | None) -> None:
+        _send(
+            rollback_finished,
+            sender,
+            outcomes=tuple(outcomes),
+            error=error,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            bind=bind,
+        )
+
+    try:
+        yield relay, reverted
+    except BaseException as exc:
+        if in_flight:
+            event = in_flight[0]
+            _send(
+                migration_revert_failed,
                 sender,
                 version=event.version,
                 name=event.name,

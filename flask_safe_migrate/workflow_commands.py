@@ -691,11 +691,24 @@ def rollback_command(to: str, bind: str | None, as_json: bool) -> None:
     without a down part (or whose file is gone or edited) stops the rollback
     before anything runs.
     """
+    from flask import current_app
+
+    from .interrupt import Interrupted
+    from .interrupt import stop_on_signals
+    from .rollback import rollback
+    from .signals import rollback_signalling
+
     runner = _with_runner(bind)
     if not as_json:
         click.echo(f"Rolling back {display_url(runner.db.url)} to {to}")
+    progress: dict[str, t.Any] = {"current": None, "done": []}
 
     def show(event: Event) -> None:
+        if event.kind == "reverting":
+            progress["current"] = event
+        elif event.kind in ("reverted", "already_reverted"):
+            progress["current"] = None
+            progress["done"].append(f"{event.version}_{event.name}")
         if as_json:
             return
         label = f"{event.version}_{event.name}"
@@ -708,8 +721,14 @@ def rollback_command(to: str, bind: str | None, as_json: bool) -> None:
         elif event.kind == "already_reverted":
             click.echo(f"  ↩ {label} already rolled back by another instance")
 
+    sender = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        done = runner.rollback(to=to, on_event=show)
+        # Like run: SIGTERM/SIGINT roll the migration in flight back (or stop a
+        # no-transaction one between statements) and release the lease.
+        with stop_on_signals(), rollback_signalling(sender, show, bind=bind) as (relay, reverted):
+            done = rollback(runner, to=to, on_event=relay, on_reverted=reverted)
+    except Interrupted as stop:
+        raise _rollback_interrupted(runner, stop, progress["current"], progress["done"]) from None
     finally:
         runner.db.dispose()
     if as_json:
@@ -736,6 +755,44 @@ def rollback_command(to: str, bind: str | None, as_json: bool) -> None:
         click.echo(f"Nothing to roll back: nothing above {to} is applied.")
     else:
         click.echo(f"Done: {len(done)} rolled back.")
+
+
+def _rollback_interrupted(
+    runner: Runner, stop: t.Any, current: Event | None, done: list[str]
+) -> Exception:
+    """The message after SIGTERM/SIGINT during rollback: what is reverted, what is not."""
+    from .interrupt import RunInterrupted
+
+    before = (
+        f"{len(done)} rolled back by this run ({', '.join(done)})"
+        if done
+        else "none rolled back by this run"
+    )
+    parts = [f"stopped by {stop.signal_name}: {before}"]
+    if current is not None:
+        label = f"{current.version}_{current.name}"
+        try:
+            still = current.version in runner.read_applied()
+        except Exception:
+            still = None
+        finally:
+            runner.db.dispose()
+        transactional = next(
+            (m.transactional for m in runner.migrations() if m.version == current.version), True
+        )
+        if still is None:
+            parts.append(f"whether {label} is still applied is unknown (`status` tells)")
+        elif not still:
+            parts.append(f"{label} was rolled back just before the stop")
+        elif transactional:
+            parts.append(f"{label}'s down part was rolled back: it is still applied")
+        else:
+            parts.append(
+                f"{label} runs outside a transaction and stopped between down statements: it "
+                "is still applied, with some of its down part done; roll back again to finish"
+            )
+    parts.append("the migration lease was released")
+    return RunInterrupted("; ".join(parts) + ". `status` shows where the database is.")
 
 
 # -- doctor ------------------------------------------------------------------------------

@@ -136,3 +136,78 @@ def test_failure_log_records(pg_url, tmp_path, caplog) -> None:
     assert failed.error_type == "MigrationError" and "nowhere" in failed.error
     run = events["run_finished"]
     assert run.ok is False and run.applied == 2 and run.error_type == "MigrationError"
+
+
+REVERSIBLE = {
+    "0001_create_leads.sql": FILES["0001_create_leads.sql"] + "-- safe-migrate: down\n"
+    "DROP TABLE leads;\n",
+    "0002_add_score.sql": FILES["0002_add_score.sql"] + "-- safe-migrate: down\n"
+    "ALTER TABLE leads DROP COLUMN score;\n",
+    "0003_notes.sql": "CREATE TABLE notes (id integer);\n-- safe-migrate: down\n"
+    "DROP TABLE nowhere;\n",
+}
+ROLLBACK_SIGNALS = (
+    "migration_reverting",
+    "migration_reverted",
+    "migration_revert_failed",
+    "rollback_finished",
+)
+
+
+def test_cli_rollback_sends_signals_and_log_records(pg_url, tmp_path, caplog) -> None:
+    import contextlib
+
+    app, _ = make_app(pg_url, write_migrations(tmp_path / "m", REVERSIBLE))
+    assert invoke(app, "run").exit_code == 0
+    recorder = Recorder()
+    with contextlib.ExitStack() as stack:
+        for name in ROLLBACK_SIGNALS:
+            signal = getattr(signals, name)
+            stack.enter_context(signal.connected_to(recorder.receiver(name), sender=app))
+        with caplog.at_level(logging.INFO, logger="flask_safe_migrate"):
+            failed = invoke(app, "rollback", "--to", "0")  # 0003's down part fails
+    assert failed.exit_code == 1, failed.output
+    assert recorder.names() == [
+        "migration_reverting",
+        "migration_revert_failed",
+        "rollback_finished",
+    ]
+    assert recorder.calls[1][2]["version"] == "0003"
+    assert isinstance(recorder.calls[2][2]["error"], MigrationError)
+    events = [getattr(r, "safe_migrate_event", None) for r in caplog.records]
+    assert "migration_revert_failed" in events and events[-1] == "rollback_finished"
+    assert caplog.records[-1].ok is False
+
+    (tmp_path / "m" / "0003_notes.sql").write_text(
+        "CREATE TABLE notes (id integer);\n-- safe-migrate: down\nDROP TABLE notes;\n"
+    )
+    invoke(app, "repair", "--yes")
+    recorder.calls.clear()
+    caplog.clear()
+    with contextlib.ExitStack() as stack:
+        for name in ROLLBACK_SIGNALS:
+            signal = getattr(signals, name)
+            stack.enter_context(signal.connected_to(recorder.receiver(name), sender=app))
+        with caplog.at_level(logging.INFO, logger="flask_safe_migrate"):
+            done = invoke(app, "rollback", "--to", "1")
+    assert done.exit_code == 0, done.output
+    assert recorder.names() == [
+        "migration_reverting",
+        "migration_reverted",
+        "migration_reverting",
+        "migration_reverted",
+        "rollback_finished",
+    ]
+    assert all(sender is app for _, sender, _ in recorder.calls)
+    first, second = recorder.calls[1][2], recorder.calls[3][2]
+    assert (first["version"], second["version"]) == ("0003", "0002")
+    assert second["outcome"].state == "reverted" and second["outcome"].attempts == 1
+    assert recorder.calls[4][2]["outcomes"] == (first["outcome"], second["outcome"])
+    records = [r for r in caplog.records if getattr(r, "safe_migrate_event", None)]
+    reverted = [r for r in records if r.safe_migrate_event == "migration_reverted"]
+    assert [(r.version, r.migration, r.attempts) for r in reverted] == [
+        ("0003", "0003_notes", 1),
+        ("0002", "0002_add_score", 1),
+    ]
+    assert records[-1].safe_migrate_event == "rollback_finished"
+    assert records[-1].ok is True and records[-1].versions == ["0003", "0002"]
