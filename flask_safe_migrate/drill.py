@@ -41,6 +41,7 @@ from .drill_scratch import ScratchServer
 from .errors import BadInputError
 from .errors import ConfigError
 from .errors import RetriesExhausted
+from .errors import SafeMigrateError
 from .executor import RetryPolicy
 from .faults import Cut
 from .faults import FaultProxy
@@ -61,6 +62,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "SCRATCH_PREFIX",
     "Drill",
+    "DrillCouldNotRun",
     "DrillInterrupted",
     "DrillReport",
     "FaultPoint",
@@ -81,6 +83,19 @@ _BOOKKEEPING = re.compile(
 )
 
 Mode = t.Literal["systematic", "random"]
+
+#: Exit code of ``drill`` when it could not reach a verdict (1 is kept for "not retry-safe").
+EXIT_COULD_NOT_RUN = 3
+
+
+class DrillCouldNotRun(SafeMigrateError):
+    """The drill could not reach a verdict: the scratch server failed it, or the drill broke.
+
+    Exit 3, so a CI step can tell it from exit 1 ("a migration is not retry-safe") and from
+    exit 2 (usage or configuration: SQLite, a pooler URL, a role without CREATEDB).
+    """
+
+    exit_code = EXIT_COULD_NOT_RUN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +251,15 @@ class DrillReport:
     @property
     def ok(self) -> bool:
         return all(m.ok for m in self.migrations)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all retry-safe; 1 any ❌ not retry-safe; else 3: a migration could not be drilled."""
+        if self.ok:
+            return 0
+        if any(m.state == "unsafe" for m in self.migrations):
+            return 1
+        return EXIT_COULD_NOT_RUN
 
     def document(self) -> dict[str, t.Any]:
         return {

@@ -1,7 +1,9 @@
 """``flask safe-migrate drill``: the drill (see :mod:`.drill`) as a command with a table and JSON.
 
 Progress goes to stderr, so ``--json`` keeps stdout to the one document; the table and the exit
-code (1 on any ❌) are what a CI step looks at.
+code are what a CI step looks at: 0 every migration retry-safe, 1 any ❌ (not retry-safe), 2 usage
+or configuration, 3 the drill could not reach a verdict (see :class:`.drill.DrillCouldNotRun`),
+128 + n stopped by signal n.
 """
 
 from __future__ import annotations
@@ -9,16 +11,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import traceback
 import typing as t
 
 import click
 
+from .classify import first_line
+from .classify import is_database_error
 from .cli import cli
 from .cli import emit_json
 from .cli import extension
 from .cli import handle_errors
+from .errors import BadInputError
+from .errors import ConfigError
+from .errors import SafeMigrateError
+from .redact import redact
 
 if t.TYPE_CHECKING:
+    from .drill import DrillCouldNotRun
     from .drill import DrillReport
 
 _MARKS = {"retry_safe": "✅", "unsafe": "❌", "failed": "❌", "not_drilled": "·"}
@@ -114,7 +124,8 @@ def drill_command(
     On scratch databases (dropped afterwards, also on Ctrl-C): each migration is applied once
     cleanly, then again from the state before it with the connection cut before and after each
     statement and around its COMMIT; the runner retries, and the schema, data and ledger must
-    equal the clean run's. Exit 1 if any migration is not retry-safe. PostgreSQL only.
+    equal the clean run's. Exit 1 if any migration is not retry-safe, 3 if the drill could not
+    reach a verdict (a migration failed even cleanly, a database error). PostgreSQL only.
     """
     from .drill import Drill
     from .drill import DrillInterrupted
@@ -143,6 +154,10 @@ def drill_command(
     try:
         with _quiet_retry_log():
             report = drill.run()
+    except (ConfigError, BadInputError):
+        raise
+    except Exception as exc:
+        raise _could_not_run(exc) from exc
     except DrillInterrupted as exc:
         if exc.left:
             click.echo(
@@ -159,19 +174,43 @@ def drill_command(
         click.echo("")
         for line in render_table(report):
             click.echo(line)
-        unsafe = sum(1 for m in report.migrations if not m.ok)
         counted = "random run(s)" if report.mode == "random" else "fault point(s)"
         click.echo(
             f"{report.runs} {counted}, {report.applies} applies in"
-            f" {report.duration_s:.1f}s: "
-            + (
-                "every migration is retry-safe."
-                if report.ok
-                else f"{unsafe} migration(s) NOT retry-safe (see docs/drill.md)."
-            )
+            f" {report.duration_s:.1f}s: {_verdict(report)}"
         )
-    if not report.ok:
-        sys.exit(1)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _verdict(report: DrillReport) -> str:
+    if report.ok:
+        return "every migration is retry-safe."
+    states = [m.state for m in report.migrations]
+    parts = []
+    if "unsafe" in states:
+        parts.append(f"{states.count('unsafe')} migration(s) NOT retry-safe")
+    if "failed" in states:
+        parts.append(f"{states.count('failed')} could not be drilled (failed even cleanly)")
+    return ", ".join(parts) + " (see docs/drill.md)."
+
+
+def _could_not_run(exc: Exception) -> DrillCouldNotRun:
+    """An error that stopped the drill before its verdict, as exit 3 with a message.
+
+    A database error (the scratch server unreachable, a refused login) is an expected failure:
+    a message. Anything else is a bug: its traceback (scrubbed of passwords) goes to stderr.
+    """
+    from .drill import DrillCouldNotRun
+
+    if isinstance(exc, SafeMigrateError) or is_database_error(exc):
+        what = (
+            str(exc) if isinstance(exc, SafeMigrateError) else f"database error: {first_line(exc)}"
+        )
+    else:
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+        what = f"unexpected error: {exc!r}"
+    return DrillCouldNotRun(f"the drill could not run: {what}")
 
 
 def _cleanup(url: t.Any, connect_timeout: float, as_json: bool) -> None:
@@ -194,4 +233,6 @@ def _cleanup(url: t.Any, connect_timeout: float, as_json: bool) -> None:
             + (f", {len(done.failed)} could not be dropped." if done.failed else ".")
         )
     if done.failed:
-        sys.exit(1)
+        from .drill import EXIT_COULD_NOT_RUN
+
+        sys.exit(EXIT_COULD_NOT_RUN)

@@ -218,6 +218,26 @@ def test_drill_random_runs_without_a_cut_are_said_not_passed_over(pg_url: str) -
     assert document["unreached"] == 1 and document["migrations"][0]["points"][0]["fired"] is False
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_drill_that_cannot_reach_its_server_exits_3_not_1(pg_url: str, as_json: bool) -> None:
+    """Injects: ``--scratch-url`` pointing at a port where no server listens.
+
+    Checks: exit 3 ("could not run", not 1 "not retry-safe"), one line naming the database
+    error, no traceback; with ``--json`` the error document says ``exit_code`` 3.
+    """
+    app, _ = make_app(pg_url, UNSAFE)
+    nowhere = "postgresql://postgres:hunter2@127.0.0.1:1/postgres"
+    result = invoke(app, "--scratch-url", nowhere, *(["--json"] if as_json else []))
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and "hunter2" not in result.output
+    if as_json:
+        error = json.loads(result.stdout)["error"]
+        assert error["type"] == "DrillCouldNotRun" and error["exit_code"] == 3, error
+        assert error["message"].startswith("the drill could not run: database error:"), error
+    else:
+        assert "Error: the drill could not run: database error:" in result.stderr, result.output
+
+
 def test_drill_on_sqlite_says_it_needs_postgres(tmp_path: Path) -> None:
     """Injects nothing: an app on SQLite. Checks: exit 2 and a message naming PostgreSQL."""
     app, _ = make_app(f"sqlite:///{tmp_path / 'app.db'}", UNSAFE)
