@@ -80,6 +80,7 @@ _DISCONNECT = re.compile(
             r"SSL SYSCALL error",
             r"SSL error: decryption failed or bad record mac",
             r"EOF detected",
+            r"unexpected eof while reading",  # psycopg 3 / OpenSSL 3 on a cut TLS link
             r"server closed the connection unexpectedly",
             r"losed the connection unexpectedly",
             r"terminating connection",
