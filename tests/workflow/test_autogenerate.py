@@ -256,3 +256,22 @@ def test_autogenerate_reports_what_verify_finds_in_the_new_files(pg_url, tmp_pat
     assert [f["path"] for f in document["findings"]] == ["0002_wider_score.sql"]
     assert document["findings"][0]["severity"] == "error"
     assert document["findings"][0]["rule"] == "rewriting-type-change"
+
+
+def test_check_is_retried_on_a_dropped_connection(pg_url, tmp_path) -> None:
+    from flask_safe_migrate.faults import Cut
+    from flask_safe_migrate.faults import FaultProxy
+
+    directory = str(tmp_path / "m")
+    os.makedirs(directory)
+    app = make_model_app(pg_url, directory, 1)
+    assert invoke(app, "new", "initial", "--autogenerate").exit_code == 0
+    assert invoke(app, "run").exit_code == 0
+    with FaultProxy.for_url(pg_url) as proxy:
+        # the connection drops in the middle of Alembic's reflection of the columns
+        cut = proxy.add_cut(Cut("after_query", match="pg_catalog.pg_attribute"))
+        through_proxy = make_model_app(proxy.url(pg_url), directory, 1)
+        result = invoke(through_proxy, "check")
+    assert cut.fired == 1
+    assert result.exit_code == 0, result.output
+    assert "No changes" in result.output
