@@ -93,7 +93,7 @@ def _record(runner: Runner, migrations: list[Migration]) -> None:
                 checksum=migration.checksum,
                 duration_ms=0,
                 attempts=0,  # 0 attempts: recorded, never run here
-                applied_by=runner.holder,
+                applied_by=runner.applied_by,
                 if_absent=True,
             )
 

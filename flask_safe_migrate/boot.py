@@ -29,13 +29,26 @@ if t.TYPE_CHECKING:
 def skip_reason(
     command_name: str, argv: t.Sequence[str], environ: t.Mapping[str, str]
 ) -> str | None:
-    """Why auto-migrate must not run in this process, or ``None`` if it should."""
+    """Why auto-migrate must not run in this process, or ``None`` if it should.
+
+    The reloader's parent only watches files; its child serves, so the child
+    migrates. Werkzeug's own signal comes first: it starts that child with
+    ``WERKZEUG_RUN_MAIN=true`` (what ``werkzeug.serving.is_running_from_reloader``
+    reads), so a process that has it is the serving child, whatever its argv.
+    The parent has no such signal while the app loads (it learns it will
+    spawn a child only later), so for ``flask run`` it is recognised from argv
+    and ``FLASK_DEBUG``. A script calling ``app.run(debug=True)`` cannot be
+    told apart before ``app.run``: its parent migrates too, which is safe (the
+    child then finds nothing pending, at the cost of one query).
+    """
     args = list(argv[1:])
     if command_name and command_name in args:
         return f"the process is running `flask {command_name}`"
     if environ.get("SAFE_MIGRATE_SKIP_AUTO_MIGRATE") == "1":
         return "SAFE_MIGRATE_SKIP_AUTO_MIGRATE=1"
-    if "run" in args and environ.get("WERKZEUG_RUN_MAIN") != "true":
+    if environ.get("WERKZEUG_RUN_MAIN") == "true":
+        return None  # the reloader's serving child
+    if "run" in args:
         reload_on = "--reload" in args or (
             ("--debug" in args or environ.get("FLASK_DEBUG", "").lower() in ("1", "true"))
             and "--no-reload" not in args

@@ -3,6 +3,12 @@
 Config keys and migration headers accept Postgres interval strings
 (``"5s"``, ``"500ms"``, ``"2min"``) or integers meaning milliseconds, which
 is what ``lock_timeout`` itself takes; ``0`` means "no timeout", as in Postgres.
+
+A positive value that rounds to 0 ms (``"1us"``, ``"500us"``) is refused:
+Postgres would round it to 0 too and so silently switch the timeout off, the
+opposite of what was asked. Fractions of a millisecond otherwise round to the
+nearest one, half to even, as Postgres does (``"1500us"`` and ``"2500us"``
+are 2 ms).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ _UNITS_MS = {
 _DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s|sec|min|h|d)?\s*$")
 
 ALLOWED = (
-    "an integer number of milliseconds or a Postgres interval such as '500ms', '5s', '2min', '0'"
+    "an integer number of milliseconds or a Postgres interval such as '500ms', '5s', '2min';"
+    " '0' for no timeout, otherwise at least '1ms'"
 )
 
 
@@ -41,7 +48,13 @@ def parse_duration_ms(value: object) -> int:
         if match:
             number = float(match["value"])
             unit = match["unit"] or "ms"
-            return int(round(number * _UNITS_MS[unit]))
+            milliseconds = int(round(number * _UNITS_MS[unit]))
+            if milliseconds == 0 and number > 0:
+                raise ValueError(
+                    f"{value!r} is less than 1 ms, which Postgres rounds to 0 (no timeout);"
+                    f" use {ALLOWED}"
+                )
+            return milliseconds
     raise ValueError(f"{value!r} is not a duration; use {ALLOWED}")
 
 

@@ -21,6 +21,7 @@ ledger's unique version is the last.
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 import typing as t
@@ -36,6 +37,17 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .database import MigrationDatabase
+
+
+def unique_holder(who: str) -> str:
+    """A lease holder name for one run: ``who`` (``host:pid``) plus a random suffix.
+
+    ``host:pid`` alone is not unique: two runners in one process (threads, an
+    app that migrates two binds at once), or two containers that share a
+    host name and pid 1, would be the same holder, and taking a lease one
+    already holds succeeds, so both would migrate at once.
+    """
+    return f"{who}:{secrets.token_hex(4)}"
 
 
 class LeaseTimeout(SafeMigrateError):

@@ -565,8 +565,10 @@ def _refuse_alembic(root: pathlib.Path, entries: list[os.DirEntry[str]]) -> None
             f"{root}: is an Alembic/Flask-Migrate directory (it contains "
             f"{', '.join(sorted(found))}), not a flask-safe-migrate one. Point "
             "SAFE_MIGRATE_DIRECTORY at a new directory (the default 'migrations' is "
-            "taken by Flask-Migrate; use e.g. 'safe_migrations'), then record the "
-            "existing schema with 'flask safe-migrate baseline VERSION'",
+            "taken by Flask-Migrate; use e.g. 'safe_migrations'), then take the history "
+            f"over with 'flask safe-migrate adopt-alembic --alembic {root}' (or record the "
+            "existing schema with 'flask safe-migrate baseline VERSION'); see 'Coming from "
+            "Flask-Migrate' in the README",
             path=str(root),
         )
 

@@ -51,6 +51,7 @@ from .executor import RetryPolicy
 from .executor import retry_call
 from .executor import run_with_retry
 from .lease import Lease
+from .lease import unique_holder
 from .ledger import AppliedMigration
 from .ledger import ensure_tables
 from .ledger import insert_row
@@ -353,7 +354,10 @@ class Runner:
         #: migrations connect over SAFE_MIGRATE_DATABASE_URI (direct or session mode),
         #: so session settings are safe for no-transaction statements
         self.dedicated_url = dedicated_url
-        self.holder = holder_name()
+        #: who applied a migration, as recorded in the ledger (``host:pid``)
+        self.applied_by = holder_name()
+        #: this runner's lease holder name: unique even within one process
+        self.holder = unique_holder(self.applied_by)
         self.lease_ttl = lease_ttl
 
     # -- reading --------------------------------------------------------------
@@ -733,7 +737,7 @@ class Runner:
                     )
                 # Our own earlier attempt committed it if it failed after
                 # writing this very row: report it as applied by this run.
-                if previous["attempt"] > 1 and existing.applied_by == self.holder:
+                if previous["attempt"] > 1 and existing.applied_by == self.applied_by:
                     return "applied"
                 return "already_applied"
             if statements is not None:
@@ -758,7 +762,7 @@ class Runner:
                 checksum=migration.checksum,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 attempts=previous["attempt"],
-                applied_by=self.holder,
+                applied_by=self.applied_by,
             )
             return "applied"
 
@@ -928,7 +932,7 @@ class Runner:
                 checksum=migration.checksum,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 attempts=max(total_attempts, 1),
-                applied_by=self.holder,
+                applied_by=self.applied_by,
                 if_absent=True,
             )
 

@@ -142,6 +142,10 @@ def test_database_refusal_at_boot_raises_a_package_error_or_is_logged(
         (["flask", "run"], {}, False),
         (["gunicorn", "app:app"], {}, False),
         (["gunicorn", "app:app"], {"SAFE_MIGRATE_SKIP_AUTO_MIGRATE": "1"}, True),
+        # werkzeug's own signal for the reloader's serving child wins over argv
+        (["flask", "run", "--reload"], {"WERKZEUG_RUN_MAIN": "true"}, False),
+        (["app.py"], {"WERKZEUG_RUN_MAIN": "true", "FLASK_DEBUG": "1"}, False),
+        (["flask", "run", "--reload"], {}, True),
     ],
 )
 def test_skip_rules(argv, environ, skipped) -> None:
@@ -152,3 +156,52 @@ def test_not_run_when_the_process_is_a_safe_migrate_command(pg_url, tmp_path, mo
     monkeypatch.setattr("sys.argv", ["flask", "safe-migrate", "status"])
     make_app(pg_url, write_migrations(tmp_path / "m", BASIC), SAFE_MIGRATE_AUTO_MIGRATE=True)
     assert scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger')") is None
+
+
+def test_flask_run_debug_migrates_in_the_reloader_child_only(pg_url, tmp_path) -> None:
+    """A real `flask run --debug`: the watching parent loads the app too, but must not migrate."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.infra.procs import free_port
+
+    directory = write_migrations(tmp_path / "m", BASIC)
+    (tmp_path / "sm_reload_app.py").write_text(
+        "from tests.helpers import make_app\n"
+        f"app, ext = make_app({pg_url!r}, {directory!r}, SAFE_MIGRATE_AUTO_MIGRATE=True)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
+    env["PYTHONPATH"] = os.pathsep.join([root, str(tmp_path)])
+    env.pop("WERKZEUG_RUN_MAIN", None)
+    argv = [sys.executable, "-m", "flask", "--app", "sm_reload_app", "run", "--debug"]
+    server = subprocess.Popen(
+        [*argv, "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        applied_by = None
+        while applied_by is None and time.monotonic() < deadline and server.poll() is None:
+            if scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger') IS NOT NULL"):
+                applied_by = scalar(
+                    pg_url, "SELECT applied_by FROM safe_migrate_ledger WHERE version = '0001'"
+                )
+            time.sleep(0.1)
+        assert applied_by is not None, "nothing was migrated"
+        pid = int(applied_by.rsplit(":", 1)[1])
+        with open(f"/proc/{pid}/stat") as fh:
+            parent_of_migrator = int(fh.read().rsplit(")", 1)[1].split()[1])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(10)
+    assert pid != server.pid, "the reloader's watching parent migrated"
+    assert parent_of_migrator == server.pid, "migrated by the reloader's child"
+    assert [v for v, _ in ledger(pg_url)] == ["0001", "0002", "0003"]

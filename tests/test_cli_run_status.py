@@ -103,6 +103,7 @@ def test_alembic_directory_points_to_adoption(pg_url, tmp_path) -> None:
     app, _ = make_app(pg_url, directory)
     result = invoke(app, "run")
     assert result.exit_code == 2 and "baseline" in result.stderr
+    assert f"flask safe-migrate adopt-alembic --alembic {directory}" in result.stderr
 
 
 def test_unreachable_database_is_an_error_without_password_or_traceback(tmp_path) -> None:

@@ -269,6 +269,9 @@ def test_header_timeout_as_integer_milliseconds(tmp_path: pathlib.Path) -> None:
         ("-- safe-migrate: lock-timeout", "lock-timeout"),
         ("-- safe-migrate: statement-timeout=-1s", "statement-timeout"),
         ("-- safe-migrate: statement-timeout=5 parsecs", "statement-timeout"),
+        # below 1 ms: Postgres would round it to 0, which switches the timeout off
+        ("-- safe-migrate: lock-timeout=1us", "lock-timeout"),
+        ("-- safe-migrate: statement-timeout=0.2ms", "statement-timeout"),
     ],
 )
 def test_bad_header_values_name_file_line_key_and_forms(
@@ -281,6 +284,18 @@ def test_bad_header_values_name_file_line_key_and_forms(
     assert f"0001_x.sql:2: bad value for {key}" in message
     assert "'500ms', '5s', '2min'" in message
     assert info.value.path == str(tmp_path / "0001_x.sql")
+
+
+def test_durations_round_like_postgres_but_never_to_no_timeout() -> None:
+    from flask_safe_migrate.durations import parse_duration_ms
+
+    assert parse_duration_ms("1500us") == 2
+    assert parse_duration_ms("0.6ms") == 1
+    assert parse_duration_ms("0") == 0 and parse_duration_ms("0us") == 0
+    with pytest.raises(ValueError, match=r"'1us' is less than 1 ms.*no timeout.*at least '1ms'"):
+        parse_duration_ms("1us")
+    with pytest.raises(ValueError, match="less than 1 ms"):
+        parse_duration_ms("500us")  # Postgres rounds half to even: 0
 
 
 def test_no_transaction_takes_no_value(tmp_path: pathlib.Path) -> None:

@@ -78,6 +78,28 @@ def test_status_reports_applied_pending_drift_and_missing(pg_url, tmp_path) -> N
     assert not ext.status(app).clean
 
 
+def test_two_runners_in_one_process_never_hold_the_lease_together(pg_url, tmp_path) -> None:
+    from flask_safe_migrate.executor import RetryPolicy
+    from flask_safe_migrate.lease import Lease
+    from flask_safe_migrate.lease import LeaseTimeout
+
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    ext.upgrade(app, to="0001")  # creates the ledger and lease tables
+    first, second = ext.runner(app), ext.runner(app)
+    assert first.applied_by == second.applied_by  # host:pid, as the ledger records it
+    assert first.holder != second.holder
+    policy = RetryPolicy(deadline=1.0)
+    held = Lease(first.db, first.holder, policy=policy)
+    held.acquire()
+    try:
+        with pytest.raises(LeaseTimeout, match=first.holder):
+            Lease(second.db, second.holder, policy=policy).acquire()
+    finally:
+        held.release()
+        first.db.dispose()
+        second.db.dispose()
+
+
 def test_checksum_drift_refuses_to_apply_anything(pg_url, tmp_path) -> None:
     app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
     ext.upgrade(app, to="0001")
