@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from flask_safe_migrate.embedded import embedded_database_url
 from flask_safe_migrate.errors import ConfigError
+from tests.conftest import cannot_run
 
 HAVE_PGSERVER = importlib.util.find_spec("pgserver") is not None
 SOCKET_NAME = ".s.PGSQL.5432"
@@ -28,10 +29,7 @@ SOCKET_NAME = ".s.PGSQL.5432"
 def _require_pgserver() -> None:
     if HAVE_PGSERVER:
         return
-    reason = "pgserver is not installed: pip install 'flask-safe-migrate[embedded]'"
-    if os.environ.get("SAFE_MIGRATE_REQUIRE_ALL") == "1":
-        pytest.fail(f"{reason} (SAFE_MIGRATE_REQUIRE_ALL=1 turns this skip into a failure)")
-    pytest.skip(reason)
+    cannot_run("pgserver is not installed: pip install 'flask-safe-migrate[embedded]'")
 
 
 def _stop_server(pgdata: pathlib.Path) -> None:

@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -32,6 +31,9 @@ from sqlalchemy.pool import NullPool
 
 from flask_safe_migrate.faults import Cut
 from flask_safe_migrate.faults import FaultProxy
+from tests.conftest import cannot_run
+from tests.conftest import missing
+from tests.infra.certs import make_self_signed
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +121,11 @@ class RawPg:
         msgs = self.until_ready()
         if (b"R", struct.pack("!i", 0)) not in msgs:
             self.sock.close()
-            pytest.skip("raw wire client needs trust authentication")
+            cannot_run(
+                "the raw wire client needs trust authentication, and the test server"
+                f" ({p['host']}:{p['port']}) asks for a password: point"
+                " SAFE_MIGRATE_TEST_DATABASE_URL at a server with trust for this user"
+            )
 
     def send(self, mtype: bytes, payload: bytes = b"") -> None:
         self.sock.sendall(mtype + struct.pack("!i", len(payload) + 4) + payload)
@@ -413,10 +419,11 @@ def test_stop_closes_everything_and_is_idempotent(proxy: FaultProxy, pg_url: str
     port = proxy.port
     try:
         assert _wait_for(lambda: proxy.active_connections == 1)
-        started = time.monotonic()
+        loop_thread = proxy._thread
+        assert loop_thread is not None
         proxy.stop()
         proxy.stop()
-        assert time.monotonic() - started < 1.0
+        assert not loop_thread.is_alive()  # stopped, not given up on after a join timeout
         assert proxy.active_connections == 0
         with pytest.raises(psycopg2.OperationalError):
             conn.cursor().execute("SELECT 1")
@@ -432,10 +439,10 @@ def test_upstream_refused_closes_client() -> None:
         dead_port = s.getsockname()[1]  # bound, never listening: connections are refused
         with FaultProxy("127.0.0.1", dead_port) as proxy:
             url = f"postgresql+psycopg2://postgres@127.0.0.1:{proxy.port}/postgres"
-            started = time.monotonic()
-            with pytest.raises(psycopg2.OperationalError):
-                psycopg2.connect(**_params(url))
-            assert time.monotonic() - started < 3
+            with pytest.raises(psycopg2.OperationalError) as info:
+                psycopg2.connect(**_params(url, connect_timeout=30))
+            # Closed by the proxy at once, not left to libpq's connect timeout.
+            assert "server closed the connection unexpectedly" in str(info.value)
             assert any(e.kind == "upstream_error" for e in proxy.events)
             assert _wait_for(lambda: proxy.active_connections == 0)
 
@@ -469,13 +476,13 @@ def test_twelve_concurrent_clients(proxy: FaultProxy, pg_url: str) -> None:
             results[i] = exc
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=15)
+    # Every client passed the barrier while connected: twelve relayed
+    # connections were open side by side (a serial relay would break it).
     assert results == [(i, 100000) for i in range(12)]
-    assert time.monotonic() - started < 3  # they ran side by side, not one after another
     assert proxy.connections_total == 12
     assert _wait_for(lambda: proxy.active_connections == 0)
 
@@ -483,15 +490,10 @@ def test_twelve_concurrent_clients(proxy: FaultProxy, pg_url: str) -> None:
 # ----------------------------------------------------------------------------- TLS
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 def test_client_tls_termination_and_cut_messages(pg_url: str, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    if shutil.which("openssl") is None:
+        missing("openssl")
+    cert, key = make_self_signed(str(tmp_path))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     with FaultProxy.for_url(pg_url, client_tls=ctx) as proxy:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import click
-import pytest
 from click.testing import CliRunner
 
 from flask_safe_migrate.standalone import register
@@ -59,11 +57,6 @@ def test_bad_setting_from_the_environment_is_a_usage_error(pg_url, tmp_path) -> 
 
 
 def test_python_dash_m_in_a_subprocess(pg_url, tmp_path) -> None:
-    import flask_safe_migrate
-
-    main = os.path.join(os.path.dirname(flask_safe_migrate.__file__), "__main__.py")
-    if not os.path.exists(main):
-        pytest.skip("flask_safe_migrate/__main__.py is not there yet")
     directory = write_migrations(tmp_path / "m", FILES)
     result = subprocess.run(
         [
