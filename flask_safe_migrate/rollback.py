@@ -253,7 +253,8 @@ def _rollback(
                     outcome.state,
                     migration.version,
                     migration.name,
-                    detail=f"{outcome.duration_ms} ms, {outcome.attempts} attempts",
+                    detail=f"{outcome.duration_ms} ms, {outcome.attempts} attempt"
+                    + ("" if outcome.attempts == 1 else "s"),
                 )
             )
     finally:
