@@ -155,7 +155,10 @@ class MigrationReport:
     #: Random mode: ``points`` are runs with random cuts, not systematic fault points.
     random: bool = False
     points: list[PointResult] = dataclasses.field(default_factory=list)
+    #: Why no reference could be made: the clean apply failed, or two clean applies differ.
     clean_error: str | None = None
+    #: Set when an earlier migration stopped the drill before this one: why.
+    not_reached: str | None = None
     #: ``schema.table.column`` whose values differed between two clean runs: not compared.
     volatile: list[str] = dataclasses.field(default_factory=list)
 
@@ -168,9 +171,11 @@ class MigrationReport:
         return [p for p in self.points if not p.fired]
 
     @property
-    def state(self) -> t.Literal["retry_safe", "unsafe", "failed", "not_drilled"]:
+    def state(self) -> t.Literal["retry_safe", "unsafe", "failed", "not_reached", "not_drilled"]:
         if self.clean_error is not None:
             return "failed"
+        if self.not_reached is not None:
+            return "not_reached"
         if not self.drilled:
             return "not_drilled"
         return "unsafe" if self.failures else "retry_safe"
@@ -182,7 +187,9 @@ class MigrationReport:
     def detail(self) -> str:
         """The table's last column: what broke it, or why it is safe."""
         if self.clean_error is not None:
-            return f"the clean apply failed: {self.clean_error}"
+            return self.clean_error
+        if self.not_reached is not None:
+            return f"not reached: {self.not_reached}"
         if not self.drilled:
             return "applied cleanly, not drilled"
         if self.failures:
@@ -218,6 +225,7 @@ class MigrationReport:
             "unreached": [p.point for p in self.unreached],
             "points": [p.document() for p in self.points],
             "clean_error": self.clean_error,
+            "not_reached": self.not_reached,
             "volatile_columns": list(self.volatile),
         }
 
@@ -625,8 +633,9 @@ class Drill:
                     " docs/drill.md)."
                 )
             if error is not None or "applying" not in marks:
-                report.clean_error = error or "not applied"
+                report.clean_error = f"the clean apply failed: {error or 'not applied'}"
                 self.progress(f"[{position}/{len(migrations)}] ❌ {label}: {report.detail()}")
+                self._not_reached(migrations[position:], migration, drilled, reports)
                 return
             if report.drilled:
                 reference, volatile, twin_error = self._clean_twice(
@@ -636,6 +645,7 @@ class Drill:
                 if twin_error is not None:
                     report.clean_error = twin_error
                     self.progress(f"[{position}/{len(migrations)}] ❌ {label}: {report.detail()}")
+                    self._not_reached(migrations[position:], migration, drilled, reports)
                     return
                 events = proxy.events
                 queries, index_of = _queries(events[first:])
@@ -672,6 +682,27 @@ class Drill:
                 self.progress(f"[{position}/{len(migrations)}] {mark_} {label}: {report.detail()}")
             scratch.drop(previous)
             previous = checkpoint
+
+    def _not_reached(
+        self,
+        rest: list[Migration],
+        failed: Migration,
+        drilled: set[str],
+        reports: list[MigrationReport],
+    ) -> None:
+        """One row per migration after ``failed``: there is no state to build them on."""
+        for migration in rest:
+            reports.append(
+                MigrationReport(
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                    migration.transactional,
+                    drilled=migration.version in drilled,
+                    random=self.random_runs > 0,
+                    not_reached=f"{failed.version} failed even when applied cleanly",
+                )
+            )
 
     def _clean_twice(
         self, scratch: ScratchServer, template: str, checkpoint: str, migration: Migration

@@ -31,7 +31,13 @@ if t.TYPE_CHECKING:
     from .drill import DrillCouldNotRun
     from .drill import DrillReport
 
-_MARKS = {"retry_safe": "✅", "unsafe": "❌", "failed": "❌", "not_drilled": "·"}
+_MARKS = {
+    "retry_safe": "✅",
+    "unsafe": "❌",
+    "failed": "❌",
+    "not_reached": "·",
+    "not_drilled": "·",
+}
 
 
 def render_table(report: DrillReport) -> list[str]:
@@ -44,7 +50,9 @@ def render_table(report: DrillReport) -> list[str]:
     counted = "Runs" if report.mode == "random" else "Points"
     lines = [f"   {'Version':<8} {'Migration':<{width}} {counted:>6}  Result"]
     for mark, version, name, points, detail in rows:
-        lines.append(f"{mark} {version:<8} {name:<{width}} {points:>6}  {detail}")
+        # ✅ and ❌ take two columns in a terminal, the dot one.
+        pad = " " if mark == "·" else ""
+        lines.append(f"{mark}{pad} {version:<8} {name:<{width}} {points:>6}  {detail}")
     return lines
 
 
@@ -192,6 +200,8 @@ def _verdict(report: DrillReport) -> str:
         parts.append(f"{states.count('unsafe')} migration(s) NOT retry-safe")
     if "failed" in states:
         parts.append(f"{states.count('failed')} could not be drilled (failed even cleanly)")
+    if "not_reached" in states:
+        parts.append(f"{states.count('not_reached')} not reached")
     return ", ".join(parts) + " (see docs/drill.md)."
 
 

@@ -30,6 +30,7 @@ from flask_safe_migrate.loader import discover
 from tests.helpers import EXAMPLE_MIGRATIONS
 from tests.helpers import make_app
 from tests.helpers import scalar
+from tests.helpers import write_migrations
 from tests.infra.pgbouncer import PgBouncer
 from tests.infra.postgres import Server
 from tests.infra.postgres import TlsCluster
@@ -236,6 +237,47 @@ def test_drill_that_cannot_reach_its_server_exits_3_not_1(pg_url: str, as_json: 
         assert error["message"].startswith("the drill could not run: database error:"), error
     else:
         assert "Error: the drill could not run: database error:" in result.stderr, result.output
+
+
+def test_drill_when_a_migration_fails_even_cleanly(pg_url: str, tmp_path: Path) -> None:
+    """Injects: a history whose 0002 fails when applied cleanly (division by zero), followed by
+    0003 and 0004.
+
+    Checks: one row per migration: 0001 ✅, 0002 ❌ "the clean apply failed: ... division by
+    zero", 0003 and 0004 "not reached" (``not_reached`` in JSON); exit 3 (the drill could not
+    reach a verdict), not 1: nothing was found not retry-safe.
+    """
+    directory = write_migrations(
+        tmp_path / "migrations",
+        {
+            "0001_things.sql": "CREATE TABLE things (id serial PRIMARY KEY, n integer);\n",
+            "0002_broken.sql": "INSERT INTO things (n) VALUES (1 / 0);\n",
+            "0003_more.sql": "ALTER TABLE things ADD COLUMN note text;\n",
+            "0004_last.sql": "CREATE INDEX things_n_idx ON things (n);\n",
+        },
+    )
+    app, _ = make_app(pg_url, directory)
+    result = invoke(app)
+    assert result.exit_code == 3, result.output
+    row = {
+        line.split()[1]: line for line in result.stdout.splitlines() if line[:1] in list("✅❌·")
+    }
+    assert list(row) == ["0001", "0002", "0003", "0004"], result.stdout
+    assert row["0001"].startswith("✅ 0001"), row
+    assert row["0002"].startswith("❌ 0002") and "the clean apply failed:" in row["0002"], row
+    assert "division by zero" in row["0002"], row
+    for version in ("0003", "0004"):
+        assert row[version].split()[:2] == ["·", version], row
+        assert "not reached: 0002 failed even when applied cleanly" in row[version], row
+    assert "1 could not be drilled (failed even cleanly), 2 not reached" in result.stdout
+    document = json.loads(invoke(app, "--json").stdout)
+    states = [(m["version"], m["state"]) for m in document["migrations"]]
+    assert states == [
+        ("0001", "retry_safe"),
+        ("0002", "failed"),
+        ("0003", "not_reached"),
+        ("0004", "not_reached"),
+    ]
 
 
 def test_drill_on_sqlite_says_it_needs_postgres(tmp_path: Path) -> None:
