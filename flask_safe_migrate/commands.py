@@ -159,6 +159,7 @@ def execute_run(
 
     import contextlib
 
+    from .cancel import cancel_on_signals
     from .interrupt import Interrupted
     from .interrupt import stop_on_signals
     from .signals import signalling
@@ -170,7 +171,8 @@ def execute_run(
         else contextlib.nullcontext(show)
     )
     try:
-        with stop_on_signals(), relaying as relay:
+        # The signal handlers first, then the cancel (it relies on them to wake it).
+        with stop_on_signals(), cancel_on_signals(), relaying as relay:
             outcomes = runner.run(to=to, out_of_order=out_of_order, on_event=relay)
     except Interrupted as stop:
         raise _interrupted(runner, stop, progress["current"], progress["done"]) from None
