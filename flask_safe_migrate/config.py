@@ -54,7 +54,8 @@ class Settings:
     """Validated configuration of one app (or of one ``python -m`` invocation)."""
 
     directory: str
-    database_uri: str | None
+    #: a URL, or a zero-argument callable returning one, resolved when migrations need it
+    database_uri: str | t.Callable[[], str] | None
     auto_migrate: bool
     auto_migrate_on_error: t.Literal["raise", "log"]
     max_attempts: int
@@ -210,12 +211,15 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
             "use a directory path (relative paths are relative to app.root_path)",
         )
     database_uri = get("DATABASE_URI")
-    if database_uri is not None:
+    if database_uri is not None and not callable(database_uri):
+        # A callable is a lazy URL (a development server started on first
+        # use, a short-lived cloud token): checked when it is called.
         if not isinstance(database_uri, str) or not database_uri.strip():
             _fail(
                 "DATABASE_URI",
                 database_uri,
-                "use a database URL such as 'postgresql://user:pw@host:5432/db', or None",
+                "use a database URL such as 'postgresql://user:pw@host:5432/db', a callable"
+                " returning one, or None",
             )
         from .urls import normalize_url
 

@@ -9,6 +9,10 @@ migrations run against the real thing (not SQLite).
 This is for development only: the server listens on a unix socket (no TCP,
 no TLS) with ``trust`` authentication. Set ``DATABASE_URL`` for anything else.
 
+:class:`EmbeddedDatabase` defers all of it to the first connection, so an
+app that defaults to the embedded server can still run ``flask --help`` or
+``flask safe-migrate verify`` without starting (or even importing) anything.
+
 .. _pgserver: https://pypi.org/project/pgserver/
 """
 
@@ -148,3 +152,66 @@ def _ensure_database(admin: URL, database: str) -> None:
                 pass
     finally:
         conn.close()
+
+
+class EmbeddedDatabase:
+    """The embedded server of one instance folder, started on first use, not before.
+
+    Wire it into an app so that nothing starts at import or ``create_app``
+    time::
+
+        embedded = EmbeddedDatabase(app.instance_path)
+        app.config["SQLALCHEMY_DATABASE_URI"] = embedded.placeholder_url
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"creator": embedded.connect}
+        app.config["SAFE_MIGRATE_DATABASE_URI"] = embedded.url  # a callable
+
+    The app's engine then starts the server on its first connection, and
+    ``flask safe-migrate`` only when a command needs the migration URL.
+
+    :raises ConfigError: ``database`` is not a plain lower-case identifier
+        (checked at once; nothing is started).
+    """
+
+    def __init__(self, instance_path: str | os.PathLike[str], database: str = "app") -> None:
+        if not _DATABASE_NAME.match(database):
+            raise ConfigError(
+                f"embedded database name {database!r} is invalid: use lower-case letters, "
+                "digits and '_' (at most 63), starting with a letter or '_'"
+            )
+        self.instance_path = os.fspath(instance_path)
+        self.database = database
+        self._url: str | None = None
+
+    @property
+    def placeholder_url(self) -> str:
+        """A host-less URL naming the driver and database, for the app's engine.
+
+        The engine needs a URL when it is created; the socket directory is
+        only known once the server runs, so :meth:`connect` supplies the
+        connection instead (SQLAlchemy's ``creator``).
+        """
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2", username="postgres", database=self.database
+        ).render_as_string(hide_password=False)
+
+    def url(self) -> str:
+        """Start the server if needed and return the real URL (cached per process)."""
+        if self._url is None:
+            self._url = embedded_database_url(self.instance_path, self.database)
+        return self._url
+
+    def connect(self) -> t.Any:
+        """A new psycopg2 connection to the database, starting the server first if needed."""
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url())
+        host = url.query.get("host")
+        return psycopg2.connect(
+            dbname=url.database,
+            user=url.username,
+            host=host if isinstance(host, str) else None,
+            connect_timeout=10,
+        )

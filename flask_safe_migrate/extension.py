@@ -174,12 +174,25 @@ class SafeMigrate:
 
         A separate URL lets migrations bypass a transaction pooler (e.g. a
         direct or session-mode port) while the app keeps using the pooler.
+        When ``SAFE_MIGRATE_DATABASE_URI`` is a callable it is called here,
+        each time: only commands that connect pay for it.
         """
         from .urls import normalize_url
 
         state = self._state(app)
         if bind is None and state.settings.database_uri:
-            return normalize_url(state.settings.database_uri, key=PREFIX + "DATABASE_URI")
+            key = PREFIX + "DATABASE_URI"
+            raw = state.settings.database_uri
+            if callable(raw):
+                raw = raw()  # a lazy URL: resolved only now that migrations need it
+                if not isinstance(raw, str) or not raw.strip():
+                    raise ConfigError(
+                        f"{key}: the callable returned {type(raw).__name__}, not a database URL",
+                        key=key,
+                    )
+            configured = normalize_url(raw, key=key)
+            require_supported_backend(configured, key)
+            return configured
         if state.db is None:
             raise ConfigError(
                 "No database URL for migrations: pass the Flask-SQLAlchemy object"
@@ -196,6 +209,28 @@ class SafeMigrate:
         normalized = normalize_url(url, key=key)
         require_supported_backend(normalized, key)
         return normalized
+
+    def migration_backend(self, app: Flask | None = None, *, bind: str | None = None) -> str:
+        """``postgresql`` or ``sqlite``: what migrations run on, without connecting.
+
+        Unlike :meth:`migration_url` it does not call a lazy (callable)
+        ``SAFE_MIGRATE_DATABASE_URI`` when the app's engine can tell: a
+        separate migration URL reaches the same database by another route,
+        so static commands (``verify``) never start a development server.
+        """
+        from .urls import normalize_url
+
+        state = self._state(app)
+        raw = state.settings.database_uri
+        if bind is None and isinstance(raw, str) and raw:
+            return normalize_url(raw, key=PREFIX + "DATABASE_URI").get_backend_name()
+        if state.db is not None:
+            the_app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+            with the_app.app_context():
+                engines = state.db.engines
+                if bind in engines:
+                    return engines[bind].url.get_backend_name()
+        return self.migration_url(app, bind=bind).get_backend_name()
 
     def create_engine(self, app: Flask | None = None, *, bind: str | None = None) -> Engine:
         """A new NullPool engine for migrations; dispose it when done."""

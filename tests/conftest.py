@@ -9,6 +9,7 @@ test asks for them; ``pgb_url`` is a fresh database reached through PgBouncer
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import typing as t
 import uuid
@@ -54,8 +55,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def pg_server() -> t.Iterator[Server]:
-    embedded_dir = os.path.join(tempfile.gettempdir(), f"sm-embedded-pg-{os.getuid()}")
-    yield find_default_server(embedded_dir)
+    """The everyday server; an embedded fallback is this run's own and deleted at the end."""
+    root = tempfile.mkdtemp(prefix="sm-tests-")
+    server = find_default_server(root)
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from flask_safe_migrate.embedded import EmbeddedDatabase
+from flask_safe_migrate.embedded import _import_pgserver
 from flask_safe_migrate.embedded import embedded_database_url
 from flask_safe_migrate.errors import ConfigError
 from tests.conftest import cannot_run
@@ -36,9 +38,8 @@ def _stop_server(pgdata: pathlib.Path) -> None:
     """Stop the cluster in ``pgdata`` and forget pgserver's in-process handle."""
     if not (pgdata / "postmaster.pid").exists():
         return
-    # Already imported by embedded_database_url. Typed as Any: pg_ctl is
-    # generated at import time, so type checkers cannot see it.
-    pgserver: t.Any = importlib.import_module("pgserver")
+    # Typed as Any: pg_ctl is generated at import time, so type checkers cannot see it.
+    pgserver: t.Any = _import_pgserver()  # quiet: pgserver warns at import without XDG_RUNTIME_DIR
     server = pgserver.get_server(pgdata, cleanup_mode=None)  # the cached handle
     server.cleanup()  # cleanup_mode=None: only drops the handle, leaves the server up
     pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
@@ -145,3 +146,72 @@ def test_missing_pgserver_says_what_to_do(
     message = str(info.value)
     assert "flask-safe-migrate[embedded]" in message
     assert "DATABASE_URL" in message
+
+
+def _example_app_cli(instance: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `flask` CLI on the example app, with no DATABASE_URL: the embedded default."""
+    flask = os.path.join(os.path.dirname(sys.executable), "flask")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CRM_")}
+    env["CRM_INSTANCE_PATH"] = str(instance)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [flask, "--app", "example_app", *args],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_the_example_app_starts_its_embedded_server_only_when_a_command_connects(
+    instance: pathlib.Path,
+) -> None:
+    for args in (["safe-migrate", "--help"], ["safe-migrate", "status", "--help"], ["routes"]):
+        result = _example_app_cli(instance, *args)
+        assert result.returncode == 0, result.stderr
+        assert not (instance / "pgdata").exists(), args  # nothing started, nothing created
+
+    status = _example_app_cli(instance, "safe-migrate", "status")
+    assert status.returncode == 0, status.stderr
+    assert "pending" in status.stdout
+    assert (instance / "pgdata" / "postmaster.pid").exists()  # started on demand, left running
+
+
+def test_creating_the_example_app_imports_and_starts_nothing(tmp_path: pathlib.Path) -> None:
+    code = (
+        "import os, sys; os.environ.pop('DATABASE_URL', None); "
+        "from example_app import create_app; app = create_app(); "
+        "print('pgserver' in sys.modules, app.config['SQLALCHEMY_DATABASE_URI'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CRM_")}
+    env["CRM_INSTANCE_PATH"] = str(tmp_path / "instance")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            timeout=60,
+            check=True,
+        ).stdout.split()
+        assert out == ["False", "postgresql+psycopg2://postgres@/app"]
+        assert not (tmp_path / "instance").exists()
+    finally:
+        _stop_server(tmp_path / "instance" / "pgdata")  # only if a regression started one
+
+
+def test_embedded_database_connects_lazily_and_validates_at_once(instance: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match="embedded database name"):
+        EmbeddedDatabase(instance, database="Bad-Name")
+    embedded = EmbeddedDatabase(instance, database="lazy_db")
+    assert not instance.exists()
+    conn = embedded.connect()  # starts the server, creates the database
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select current_database()")
+            assert cur.fetchone() == ("lazy_db",)
+    finally:
+        conn.close()
+    assert embedded.url() == embedded_database_url(instance, database="lazy_db")

@@ -159,6 +159,29 @@ def test_postgres_scheme_is_accepted_for_our_engines() -> None:
     assert url.port == 6543 and url.database == "prod"
 
 
+def test_a_callable_database_uri_is_resolved_only_when_a_url_is_needed(tmp_path) -> None:
+    calls: list[int] = []
+
+    def lazy_url() -> str:
+        calls.append(1)
+        return f"sqlite:///{tmp_path}/lazy.db"
+
+    app = make_app(SAFE_MIGRATE_DATABASE_URI=lazy_url)
+    ext = SafeMigrate(app, SQLAlchemy(app))
+    assert calls == []  # init_app validated without calling it
+    assert ext.migration_backend(app) == "sqlite"  # from the app's engine: still not called
+    assert calls == []
+    assert ext.migration_url(app).database.endswith("lazy.db")
+    assert calls == [1]
+
+    bad = make_app(SAFE_MIGRATE_DATABASE_URI=lambda: 42)
+    with pytest.raises(ConfigError, match="the callable returned int, not a database URL"):
+        SafeMigrate(bad).migration_url(bad)
+    wrong_backend = make_app(SAFE_MIGRATE_DATABASE_URI=lambda: "mysql://u:pw12345@h/d")
+    with pytest.raises(ConfigError, match="'mysql' backend is not supported"):
+        SafeMigrate(wrong_backend).migration_url(wrong_backend)
+
+
 def test_binds_resolve_and_unknown_bind_is_clear(tmp_path) -> None:
     app = make_app(SQLALCHEMY_BINDS={"audit": f"sqlite:///{tmp_path}/audit.db"})
     db = SQLAlchemy(app)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import typing as t
 import uuid
 import warnings
 
@@ -51,6 +52,14 @@ class Server:
     admin_url: str  # superuser, SQLAlchemy form
     kind: str  # env | local | embedded | cluster
     tls: bool = False
+    #: the embedded server's pgserver handle (``cleanup_mode="delete"``), closed by :meth:`close`
+    handle: t.Any = None
+
+    def close(self) -> None:
+        """Stop a throwaway embedded server and delete its data; a no-op for the others."""
+        if self.handle is not None:
+            self.handle.cleanup()
+            self.handle = None
 
     def url_for(self, database: str) -> str:
         return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
@@ -105,8 +114,12 @@ def _usable(url: str) -> bool:
         engine.dispose()
 
 
-def find_default_server(embedded_dir: str) -> Server:
-    """The everyday server, in the documented order of preference."""
+def find_default_server(embedded_root: str) -> Server:
+    """The everyday server, in the documented order of preference.
+
+    An embedded server is a throwaway: its data lives in a new directory
+    under ``embedded_root`` and :meth:`Server.close` deletes it.
+    """
     env = os.environ.get(ENV_URL)
     if env == "embedded":  # force the fallback, to test it on a machine that has a server
         env = None
@@ -123,9 +136,10 @@ def find_default_server(embedded_dir: str) -> Server:
         warnings.simplefilter("ignore")
         import pgserver  # the `embedded` extra; only imported when no server answers
 
-    server = pgserver.get_server(embedded_dir, cleanup_mode="stop")
+    pgdata = os.path.join(tempfile.mkdtemp(prefix="sm-embedded-pg-", dir=embedded_root), "pgdata")
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
     uri = make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
-    return Server(uri.render_as_string(hide_password=False), "embedded")
+    return Server(uri.render_as_string(hide_password=False), "embedded", handle=server)
 
 
 class MissingBinary(Exception):
