@@ -45,6 +45,9 @@ DEFAULTS: dict[str, t.Any] = {
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+#: 63-byte identifier limit minus the ``_lease`` suffix of the lease table.
+MAX_LEDGER_TABLE_LENGTH = 63 - len("_lease")
+
 #: Database backends migrations can run on (``postgres://`` is normalised to ``postgresql``).
 SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 
@@ -250,6 +253,14 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
     assert lock_timeout is not None
     table = _identifier("LEDGER_TABLE", get("LEDGER_TABLE"))
     assert table is not None
+    if len(table) > MAX_LEDGER_TABLE_LENGTH:
+        # Postgres would silently truncate "<name>_lease" to 63 bytes.
+        _fail(
+            "LEDGER_TABLE",
+            table,
+            f"use at most {MAX_LEDGER_TABLE_LENGTH} characters: the lease table is named"
+            " '<name>_lease' and PostgreSQL identifiers are at most 63 bytes",
+        )
     return Settings(
         directory=os.fspath(directory),
         database_uri=database_uri,

@@ -222,6 +222,20 @@ class FaultProxy:
         return u.set(host=self.listen_host, port=self.port).render_as_string(hide_password=False)
 
     def add_cut(self, cut: Cut) -> Cut:
+        """Arm ``cut``; returns it so a test can check :attr:`Cut.fired` afterwards.
+
+        :raises ValueError: the cut needs to see messages but this proxy relays
+            bytes blindly (``protocol=False``): it would never fire.
+        """
+        if not self.protocol and not (
+            cut.when in ("after_client_messages", "after_server_messages") and cut.count == 0
+        ):
+            raise ValueError(
+                f"Cut({cut.when!r}, count={cut.count}) needs to see protocol messages, but this"
+                " proxy relays bytes blindly (protocol=False), so it would never fire: use"
+                " protocol=True (answering SSLRequest with 'N' or terminating TLS), or"
+                " set_random() / a count=0 message cut for blind cuts through TLS"
+            )
         with self._lock:
             self._cuts.append(cut)
         return cut

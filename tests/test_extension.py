@@ -302,14 +302,37 @@ def test_public_api_is_exported_and_sorted() -> None:
     assert set(public) <= set(flask_safe_migrate.__all__)
 
 
-def test_importing_the_package_does_not_import_the_sql_parser() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, flask_safe_migrate; print('pgparse' in sys.modules, 'tenacity' in sys.modules)"
-    )
+def test_booting_an_app_imports_neither_the_sql_parser_nor_alembic(tmp_path) -> None:
+    # The boot path: import, init_app with the CLI registered, and an
+    # auto-migrate boot that finds nothing pending (one query).
+    (tmp_path / "migrations").mkdir()
+    code = f"""
+import sys
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+import flask_safe_migrate
+after_import = {{m for m in ("pgparse", "alembic") if m in sys.modules}}
+app = Flask("boot")
+app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///{tmp_path}/boot.db"
+app.config["SAFE_MIGRATE_DIRECTORY"] = "{tmp_path}/migrations"
+app.config["SAFE_MIGRATE_AUTO_MIGRATE"] = True
+db = SQLAlchemy(app)
+ext = flask_safe_migrate.SafeMigrate(app, db)
+assert "safe-migrate" in app.cli.commands
+assert ext.pending(app) == []
+print(sorted(after_import), sorted(m for m in ("pgparse", "alembic") if m in sys.modules))
+"""
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
-    assert out.split()[0] == "False"
+    assert out.split() == ["[]", "[]"], out
+
+
+def test_a_ledger_table_name_too_long_for_its_lease_table_is_refused() -> None:
+    longest = "l" * 57  # "<name>_lease" is exactly 63 bytes
+    app = make_app(SAFE_MIGRATE_LEDGER_TABLE=longest)
+    assert SafeMigrate(app).settings(app).ledger_table == longest
+    with pytest.raises(ConfigError) as info:
+        SafeMigrate(make_app(SAFE_MIGRATE_LEDGER_TABLE="l" * 58))
+    assert "SAFE_MIGRATE_LEDGER_TABLE" in str(info.value)
+    assert "use at most 57 characters: the lease table is named '<name>_lease'" in str(info.value)

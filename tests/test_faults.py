@@ -401,7 +401,14 @@ def test_random_rate_one_cuts_all_and_zero_none(proxy: FaultProxy, pg_url: str) 
 
 def test_blind_mode_relays_and_cuts_randomly(pg_url: str) -> None:
     with FaultProxy.for_url(pg_url, protocol=False) as proxy:
-        proxy.add_cut(Cut("before_query"))  # needs protocol mode: must have no effect here
+        # Cuts that need to see messages are refused instead of never firing.
+        for cut in (
+            Cut("before_query"),
+            Cut("commit_reply_lost"),
+            Cut("after_server_messages", count=3),
+        ):
+            with pytest.raises(ValueError, match=r"protocol=False\), so it would never fire"):
+                proxy.add_cut(cut)
         assert _run(proxy, pg_url, "SELECT repeat('z', 1000000)") == "z" * 1_000_000
         assert not any(e.kind == "query" for e in proxy.events)
         proxy.set_random(1.0, how="rst")
@@ -409,6 +416,15 @@ def test_blind_mode_relays_and_cuts_randomly(pg_url: str) -> None:
             _run(proxy, pg_url, "SELECT 1")
     with pytest.raises(ValueError):
         FaultProxy("h", 1, protocol=False, client_tls=ssl.create_default_context())
+
+
+def test_blind_mode_count_zero_cut_fires_at_once(pg_url: str) -> None:
+    # The one message cut that needs no parsing: before anything is relayed.
+    with FaultProxy.for_url(pg_url, protocol=False) as proxy:
+        cut = proxy.add_cut(Cut("after_client_messages", count=0))
+        with pytest.raises(psycopg2.OperationalError):
+            _run(proxy, pg_url, "SELECT 1")
+        assert cut.fired == 1
 
 
 # ----------------------------------------------------------------------------- robustness
