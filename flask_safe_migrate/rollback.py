@@ -12,6 +12,12 @@ A down part is the SQL below ``-- safe-migrate: down`` in a ``.sql`` file, or
   retried on its own (they must be idempotent, as on the way up), then the
   row is deleted.
 
+Both run on the runner's own machinery (:meth:`.Runner._transactional`,
+:class:`.units.Autocommit`), so a down part gets exactly what an upgrade
+gets: orphaned backends of cut attempts ended, growing lock timeouts,
+session settings only where the session is ours, the INVALID-index check
+before ``CREATE INDEX CONCURRENTLY``, and errors naming the statement.
+
 Everything that can refuse is checked before anything runs: every migration
 to revert must have its file, unchanged since it was applied, with a
 non-empty down part. A rollback that would stop half-way because version 3
@@ -24,19 +30,11 @@ import dataclasses
 import time
 import typing as t
 
-from sqlalchemy import text
-
 from .bookkeeping import parse_version
-from .classify import Transience
 from .classify import first_line
-from .context import MigrationContext
-from .context import migrating
-from .context import on_connection
-from .durations import format_ms
 from .errors import BadInputError
 from .errors import ChecksumDriftError
 from .errors import MigrationError
-from .errors import SafeMigrateError
 from .executor import Attempt
 from .executor import run_with_retry
 from .lease import Lease
@@ -48,16 +46,16 @@ from .log import logger
 from .runner import Event
 from .runner import MigrationState
 from .runner import Runner
-from .runner import _is_direct
 from .runner import compute_status
-from .runner import lock_timeout_schedule
+from .runner import log_unit_done
+from .runner import log_unit_failed
+from .units import Autocommit
+from .units import FailureSite
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .sqlsplit import Statement
-
-_RAW = {"no_parameters": True}
 
 
 class RollbackRefused(MigrationError):
@@ -262,40 +260,13 @@ def _rollback(
 
 
 def _log_reverted(outcome: Reverted) -> None:
-    logger.info(
-        "migration %s_%s %s in %d ms (%d attempt%s)",
-        outcome.version,
-        outcome.name,
-        "rolled back" if outcome.state == "reverted" else "was already rolled back",
-        outcome.duration_ms,
-        outcome.attempts,
-        "" if outcome.attempts == 1 else "s",
-        extra={
-            "safe_migrate_event": "migration_reverted",
-            "version": outcome.version,
-            "migration": f"{outcome.version}_{outcome.name}",
-            "result": outcome.state,
-            "duration_ms": outcome.duration_ms,
-            "attempts": outcome.attempts,
-            "retries": list(outcome.retries),
-        },
+    log_unit_done(
+        outcome, event="migration_reverted", done="rolled back", already="was already rolled back"
     )
 
 
 def _log_revert_failed(migration: Migration, exc: BaseException) -> None:
-    logger.error(
-        "rolling back migration %s_%s failed: %s",
-        migration.version,
-        migration.name,
-        first_line(exc),
-        extra={
-            "safe_migrate_event": "migration_revert_failed",
-            "version": migration.version,
-            "migration": f"{migration.version}_{migration.name}",
-            "error_type": type(exc).__name__,
-            "error": first_line(exc),
-        },
-    )
+    log_unit_failed(migration, exc, event="migration_revert_failed", doing="rolling back ")
 
 
 def _log_rollback(done: list[Reverted], started: float, exc: BaseException | None) -> None:
@@ -329,48 +300,24 @@ def _revert(
     statements: list[Statement] | None,
     emit: t.Callable[[Event], None],
 ) -> Reverted:
-    retries: list[str] = []
+    def in_transaction(
+        on_retry: t.Callable[[Attempt], None], started: float
+    ) -> tuple[t.Literal["reverted", "already_reverted"], int]:
+        return _revert_in_transaction(runner, migration, statements, on_retry)
 
-    def on_retry(attempt: Attempt) -> None:
-        reason = f"attempt {attempt.number + 1} after: {attempt.reason}"
-        retries.append(reason)
-        emit(Event("retry", migration.version, migration.name, reason))
+    def without_transaction(
+        on_retry: t.Callable[[Attempt], None], started: float
+    ) -> tuple[t.Literal["reverted", "already_reverted"], int]:
+        return _revert_without_transaction(runner, migration, statements, on_retry, emit)
 
-    started = time.monotonic()
-    with migrating(f"{migration.version}_{migration.name} (down)"):
-        if migration.transactional:
-            state, attempts = _revert_in_transaction(runner, migration, statements, on_retry)
-        else:
-            state, attempts = _revert_without_transaction(runner, migration, statements, on_retry)
+    state, attempts, duration_ms, retries = runner._unit(
+        migration,
+        emit,
+        f"{migration.version}_{migration.name} (down)",
+        in_transaction if migration.transactional else without_transaction,
+    )
     return Reverted(
-        migration.version,
-        migration.name,
-        migration.checksum,
-        state,
-        attempts,
-        int((time.monotonic() - started) * 1000),
-        tuple(retries),
-    )
-
-
-def _failure(
-    migration: Migration, statement: Statement | None, exc: BaseException
-) -> MigrationError:
-    where = f"{migration.path}:{statement.line}" if statement is not None else str(migration.path)
-    what = f" at statement {statement.index + 1} ({statement.short()})" if statement else ""
-    after = (
-        " Its down part was rolled back: it is still applied; migrations reverted before it "
-        "stay reverted."
-        if migration.transactional
-        else " It runs outside a transaction: down statements before this one stay done; "
-        "fix and roll back again."
-    )
-    return MigrationError(
-        f"{where}: rolling back {migration.version}_{migration.name} failed{what}: "
-        f"{first_line(exc)}.{after}",
-        version=migration.version,
-        path=str(migration.path),
-        statement=statement.sql if statement is not None else None,
+        migration.version, migration.name, migration.checksum, state, attempts, duration_ms, retries
     )
 
 
@@ -381,36 +328,17 @@ def _revert_in_transaction(
     on_retry: t.Callable[[Attempt], None],
 ) -> tuple[t.Literal["reverted", "already_reverted"], int]:
     db = runner.db
-    state: dict[str, t.Any] = {
-        "pid": None,
-        "xid": None,
-        "lock_failures": 0,
-        "committing": False,
-        "statement": None,
-    }
-    base = migration.lock_timeout_ms
-    if base is None:
-        base = runner.lock_timeout_ms
+    committing = False
 
-    def work(conn: Connection) -> t.Literal["reverted", "already_reverted"]:
-        state["statement"] = None
-        runner._set_locals(conn, migration, lock_timeout_schedule(base, state["lock_failures"]))
-        if db.is_postgres:
-            if state["pid"] is not None:
-                runner._terminate_orphan(conn, state["pid"], state["xid"])
-            _, pid, xid = conn.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock(:key), pg_backend_pid(),"
-                    " CAST(pg_current_xact_id() AS text)"
-                ),
-                {"key": db.lock_key},
-            ).one()
-            state["pid"], state["xid"] = pid, xid
+    def body(
+        conn: Connection, site: FailureSite, attempt: int
+    ) -> t.Literal["reverted", "already_reverted"]:
+        nonlocal committing
         existing = read_one(conn, db, migration.version)
         if existing is None:
             # Gone: our own earlier attempt committed it (its reply was lost),
             # or another instance rolled it back meanwhile. Never reverted twice.
-            return "reverted" if state["committing"] else "already_reverted"
+            return "reverted" if committing else "already_reverted"
         if existing.checksum != migration.checksum:
             raise ChecksumDriftError(
                 f"{migration.path}: version {migration.version} changed in the ledger meanwhile;"
@@ -418,41 +346,18 @@ def _revert_in_transaction(
                 version=migration.version,
                 path=str(migration.path),
             )
-        if statements is not None:
-            for statement in statements:
-                state["statement"] = statement
-                conn.exec_driver_sql(statement.sql, execution_options=_RAW)
-            state["statement"] = None
-        else:
-            context = MigrationContext(
-                version=migration.version,
-                name=migration.name,
-                dialect=db.backend,
-                run=on_connection(conn),
-            )
-            migration.load_module().downgrade(context)
+        runner._execute(conn, migration, statements, site, "downgrade")
         delete_row(conn, db, migration.version)
-        state["committing"] = True
+        committing = True
         return "reverted"
 
-    def note_retry(attempt: Attempt) -> None:
-        if attempt.transience is Transience.LOCK_TIMEOUT:
-            state["lock_failures"] += 1
-        on_retry(attempt)
-
-    try:
-        result, attempts = run_with_retry(
-            db.engine,
-            work,
-            policy=runner.policy,
-            on_retry=note_retry,
-            label=f"rolling back {migration.version}_{migration.name}",
-        )
-    except SafeMigrateError:
-        raise
-    except Exception as exc:
-        raise _failure(migration, state["statement"], exc) from exc
-    return result, len(attempts)
+    return runner._transactional(
+        migration,
+        body,
+        on_retry=on_retry,
+        label=f"rolling back {migration.version}_{migration.name}",
+        reverting=True,
+    )
 
 
 def _revert_without_transaction(
@@ -460,64 +365,27 @@ def _revert_without_transaction(
     migration: Migration,
     statements: list[Statement] | None,
     on_retry: t.Callable[[Attempt], None],
+    emit: t.Callable[[Event], None],
 ) -> tuple[t.Literal["reverted", "already_reverted"], int]:
     db = runner.db
-    engine = db.engine
     existing, _ = run_with_retry(
-        engine, lambda conn: read_one(conn, db, migration.version), policy=runner.policy
+        db.engine, lambda conn: read_one(conn, db, migration.version), policy=runner.policy
     )
     if existing is None:
         return "already_reverted", 1
-    most = 1
-
-    def run_one(
-        sql: str, params: t.Mapping[str, t.Any] | None, statement: Statement | None
-    ) -> t.Any:
-        nonlocal most
-
-        def work(conn: Connection) -> t.Any:
-            if db.is_postgres and (runner.dedicated_url or _is_direct(conn)):
-                lock_timeout = migration.lock_timeout_ms
-                if lock_timeout is None:
-                    lock_timeout = runner.lock_timeout_ms
-                conn.exec_driver_sql(f"SET lock_timeout = '{format_ms(lock_timeout)}'")
-            if statement is not None:
-                result = conn.exec_driver_sql(sql, execution_options=_RAW)
-            else:
-                result = conn.execute(text(sql), dict(params or {}))
-            return result.freeze()() if result.returns_rows else result
-
-        try:
-            result, attempts = run_with_retry(
-                engine,
-                work,
-                policy=runner.policy,
-                transaction=False,
-                on_retry=on_retry,
-                label=f"rolling back {migration.version}_{migration.name}",
-            )
-        except SafeMigrateError:
-            raise
-        except Exception as exc:
-            raise _failure(migration, statement, exc) from exc
-        most = max(most, len(attempts))
-        return result
-
-    if statements is not None:
-        for statement in statements:
-            run_one(statement.sql, None, statement)
-    else:
-        context = MigrationContext(
-            version=migration.version,
-            name=migration.name,
-            dialect=db.backend,
-            run=lambda sql, params: run_one(sql, params, None),
-        )
-        migration.load_module().downgrade(context)
+    unit = Autocommit(
+        runner,
+        migration,
+        on_retry=on_retry,
+        emit=emit,
+        label=f"rolling back {migration.version}_{migration.name}",
+        reverting=True,
+    )
+    unit.run(statements, "downgrade")
     run_with_retry(
-        engine,
+        db.engine,
         lambda conn: delete_row(conn, db, migration.version),
         policy=runner.policy,
         label=f"forgetting migration {migration.version}",
     )
-    return "reverted", most
+    return "reverted", unit.attempts

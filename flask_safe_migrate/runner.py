@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
-import types
 import typing as t
 
 from sqlalchemy import text
@@ -61,19 +59,23 @@ from .ledger import read_one
 from .loader import Migration
 from .loader import discover
 from .log import logger
+from .units import RAW
+from .units import Autocommit
+from .units import FailureSite
+from .units import failure
+from .units import recording
 from .urls import display_url
 
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-    from sqlalchemy.engine import Result
 
     from .rollback import Reverted
     from .sqlsplit import Statement
 
-State = t.Literal["applied", "pending", "drift", "missing"]
+T = t.TypeVar("T")
+S = t.TypeVar("S", bound=str)
 
-#: Send migration SQL exactly as written: no driver-side "%" parameter processing.
-_RAW = {"no_parameters": True}
+State = t.Literal["applied", "pending", "drift", "missing"]
 
 #: Largest lock_timeout the lock-retry schedule grows to (ms).
 LOCK_TIMEOUT_CEILING_MS = 10_000
@@ -236,20 +238,6 @@ def _squash_state(
     )
 
 
-def _is_direct(conn: Connection) -> bool:
-    """True when ``conn`` talks to Postgres itself, not through a pooler.
-
-    Postgres sends its real process id at connect time; PgBouncer,
-    Supavisor and RDS Proxy send a key of their own. So the pid the driver
-    was given equals ``pg_backend_pid()`` only on a direct connection.
-    """
-    from .executor import backend_pid
-
-    told = backend_pid(conn)
-    actual = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    return told is not None and told == actual
-
-
 def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
     """``lock_timeout`` for the next attempt after ``lock_failures`` lock timeouts.
 
@@ -263,73 +251,6 @@ def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
         return 0
     grown: int = base_ms * 2 ** (lock_failures // 2)
     return min(grown, max(base_ms, LOCK_TIMEOUT_CEILING_MS))
-
-
-@dataclasses.dataclass(slots=True)
-class FailureSite:
-    """Where a migration is, for the message of its failure.
-
-    A ``.sql`` migration is at one of its parsed statements; a ``.py`` one is
-    in an ``m.execute`` / ``m.scalar`` call (its SQL, and the line of the call
-    in the file), or between calls (``sql`` is ``None`` again once a call
-    returns, so a later Python error never blames the last good statement).
-    """
-
-    statement: Statement | None = None
-    sql: str | None = None
-    line: int | None = None
-
-    def clear(self) -> None:
-        self.statement, self.sql, self.line = None, None, None
-
-    def enter_call(self, sql: str, path: str) -> None:
-        """A Python migration called ``m.execute(sql)`` / ``m.scalar(sql)`` from file ``path``."""
-        self.statement, self.sql, self.line = None, sql, caller_line(path)
-
-    def describe(self, path: str) -> tuple[str, str]:
-        """``(where, what)``: ``"<path>:<line>"`` and ``" at statement 2 (...)"`` or ``""``."""
-        if self.statement is not None:
-            statement = self.statement
-            return (
-                f"{path}:{statement.line}",
-                f" at statement {statement.index + 1} ({statement.short()})",
-            )
-        where = f"{path}:{self.line}" if self.line is not None else path
-        if self.sql is not None:
-            flat = " ".join(self.sql.split())
-            short = flat if len(flat) <= 80 else flat[:79] + "…"
-            return where, f" at m.execute({short!r})"
-        return where, ""
-
-    @property
-    def sql_text(self) -> str | None:
-        return self.statement.sql if self.statement is not None else self.sql
-
-
-def caller_line(path: str) -> int | None:
-    """The line the innermost frame of file ``path`` is at (a ``.py`` migration's call site)."""
-    frame: types.FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename == path:
-            return frame.f_lineno
-        frame = frame.f_back
-    return None
-
-
-def recording(
-    run: t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]],
-    site: FailureSite,
-    path: str,
-) -> t.Callable[[str, t.Mapping[str, t.Any] | None], Result[t.Any]]:
-    """``run``, noting each call in ``site`` while it runs (what ``m.execute`` goes through)."""
-
-    def recorded(sql: str, params: t.Mapping[str, t.Any] | None) -> Result[t.Any]:
-        site.enter_call(sql, path)
-        result = run(sql, params)
-        site.clear()
-        return result
-
-    return recorded
 
 
 class Runner:
@@ -592,6 +513,46 @@ class Runner:
         statements: list[Statement] | None,
         emit: t.Callable[[Event], None],
     ) -> Outcome:
+        def in_transaction(
+            on_retry: t.Callable[[Attempt], None], started: float
+        ) -> tuple[t.Literal["applied", "already_applied"], int]:
+            return self._apply_in_transaction(migration, statements, on_retry, started)
+
+        def without_transaction(
+            on_retry: t.Callable[[Attempt], None], started: float
+        ) -> tuple[t.Literal["applied", "already_applied"], int]:
+            return self._apply_without_transaction(migration, statements, on_retry, started, emit)
+
+        state, attempts, duration_ms, retries = self._unit(
+            migration,
+            emit,
+            f"{migration.version}_{migration.name}",
+            in_transaction if migration.transactional else without_transaction,
+        )
+        return Outcome(
+            migration.version,
+            migration.name,
+            migration.checksum,
+            state,
+            attempts,
+            duration_ms,
+            retries,
+        )
+
+    def _unit(
+        self,
+        migration: Migration,
+        emit: t.Callable[[Event], None],
+        guard_label: str,
+        work: t.Callable[[t.Callable[[Attempt], None], float], tuple[S, int]],
+    ) -> tuple[S, int, int, tuple[str, ...]]:
+        """Apply or revert one migration: ``work(on_retry, started)`` under the session guard.
+
+        Every retry is reported as an ``Event("retry", ...)`` whose detail is
+        "attempt N after: <reason>" (what the CLI prints) and kept for the result.
+
+        :returns: ``work``'s state and attempts, the duration (ms) and the retry reasons.
+        """
         retries: list[str] = []
 
         def on_retry(attempt: Attempt) -> None:
@@ -600,26 +561,21 @@ class Runner:
             emit(Event("retry", migration.version, migration.name, reason))
 
         started = time.monotonic()
-        with migrating(f"{migration.version}_{migration.name}"):
-            if migration.transactional:
-                state, attempts = self._apply_in_transaction(
-                    migration, statements, on_retry, started
-                )
-            else:
-                state, attempts = self._apply_without_transaction(
-                    migration, statements, on_retry, started, emit
-                )
-        return Outcome(
-            migration.version,
-            migration.name,
-            migration.checksum,
-            state,
-            attempts,
-            int((time.monotonic() - started) * 1000),
-            tuple(retries),
-        )
+        with migrating(guard_label):
+            state, attempts = work(on_retry, started)
+        return state, attempts, int((time.monotonic() - started) * 1000), tuple(retries)
 
     # -- transactional ----------------------------------------------------------
+
+    def lock_timeout_for(self, migration: Migration) -> int:
+        """The migration's base ``lock_timeout`` (ms): its header, else the config."""
+        own = migration.lock_timeout_ms
+        return self.lock_timeout_ms if own is None else own
+
+    def statement_timeout_for(self, migration: Migration) -> int | None:
+        """The migration's ``statement_timeout`` (ms): its header, else the config (None: server's)."""
+        own = migration.statement_timeout_ms
+        return self.statement_timeout_ms if own is None else own
 
     def _set_locals(
         self, conn: Connection, migration: Migration, lock_timeout_ms: int
@@ -635,9 +591,7 @@ class Runner:
         # hide a ledger row committed by the attempt whose reply was lost.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         settings = {"lock_timeout": format_ms(lock_timeout_ms)}
-        statement_timeout = migration.statement_timeout_ms
-        if statement_timeout is None:
-            statement_timeout = self.statement_timeout_ms
+        statement_timeout = self.statement_timeout_for(migration)
         if statement_timeout is not None:
             settings["statement_timeout"] = format_ms(statement_timeout)
         if conn.dialect.server_version_info and conn.dialect.server_version_info >= (14,):
@@ -701,9 +655,84 @@ class Runner:
                 pid,
             )
 
-    def _terminate_orphan(self, conn: Connection, pid: int, xid: str) -> None:
-        """One earlier attempt's backend (see :meth:`_terminate_orphans`)."""
-        self._terminate_orphans(conn, [(pid, xid)])
+    def _transactional(
+        self,
+        migration: Migration,
+        body: t.Callable[[Connection, FailureSite, int], T],
+        *,
+        on_retry: t.Callable[[Attempt], None],
+        label: str,
+        reverting: bool = False,
+    ) -> tuple[T, int]:
+        """Run ``body`` as one transactional unit of retry: a migration, or its down part.
+
+        Each attempt is a new connection and transaction: :meth:`_start_unit`
+        (READ COMMITTED, ``SET LOCAL`` timeouts, earlier attempts' orphans
+        ended, the advisory lock), then ``body(conn, site, attempt_number)``,
+        committed when it returns; a transient error anywhere reruns it all.
+        A lock timeout grows the next attempt's ``lock_timeout`` (see
+        :func:`lock_timeout_schedule`). A non-transient error becomes a
+        :class:`MigrationError` naming the file, the statement ``body`` was at
+        (``site``) and the database error.
+
+        :returns: what ``body`` returned, and the number of attempts.
+        """
+        base = self.lock_timeout_for(migration)
+        orphans: list[tuple[int, str]] = []
+        site = FailureSite()
+        count = {"attempt": 0, "lock_failures": 0}
+
+        def work(conn: Connection) -> T:
+            count["attempt"] += 1
+            site.clear()
+            lock_timeout = lock_timeout_schedule(base, count["lock_failures"])
+            self._start_unit(conn, migration, lock_timeout, orphans)
+            return body(conn, site, count["attempt"])
+
+        def note_retry(attempt: Attempt) -> None:
+            if attempt.transience is Transience.LOCK_TIMEOUT:
+                count["lock_failures"] += 1
+                logger.warning(
+                    "migration %s: lock_timeout (%s) expired; the lock was released and the"
+                    " migration retries with lock_timeout %s",
+                    migration.version,
+                    format_ms(lock_timeout_schedule(base, count["lock_failures"] - 1)),
+                    format_ms(lock_timeout_schedule(base, count["lock_failures"])),
+                )
+            on_retry(attempt)
+
+        try:
+            result, attempts = run_with_retry(
+                self.db.engine, work, policy=self.policy, on_retry=note_retry, label=label
+            )
+        except SafeMigrateError:
+            raise
+        except Exception as exc:
+            raise failure(migration, site, exc, reverting=reverting) from exc
+        return result, len(attempts)
+
+    def _execute(
+        self,
+        conn: Connection,
+        migration: Migration,
+        statements: list[Statement] | None,
+        site: FailureSite,
+        function: str,
+    ) -> None:
+        """Run a unit's work on ``conn``: its parsed SQL, or the ``.py`` file's ``function(m)``."""
+        if statements is not None:
+            for statement in statements:
+                site.statement = statement
+                conn.exec_driver_sql(statement.sql, execution_options=RAW)
+            site.clear()
+            return
+        context = MigrationContext(
+            version=migration.version,
+            name=migration.name,
+            dialect=self.db.backend,
+            run=recording(on_connection(conn), site, str(migration.path)),
+        )
+        getattr(migration.load_module(), function)(context)
 
     def _apply_in_transaction(
         self,
@@ -712,18 +741,9 @@ class Runner:
         on_retry: t.Callable[[Attempt], None],
         started: float,
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
-        previous: dict[str, t.Any] = {"lock_failures": 0, "attempt": 0}
-        orphans: list[tuple[int, str]] = []
-        site = FailureSite()
-        base_lock_timeout = migration.lock_timeout_ms
-        if base_lock_timeout is None:
-            base_lock_timeout = self.lock_timeout_ms
-
-        def work(conn: Connection) -> t.Literal["applied", "already_applied"]:
-            previous["attempt"] += 1
-            site.clear()
-            lock_timeout = lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])
-            self._start_unit(conn, migration, lock_timeout, orphans)
+        def body(
+            conn: Connection, site: FailureSite, attempt: int
+        ) -> t.Literal["applied", "already_applied"]:
             existing = read_one(conn, self.db, migration.version)
             if existing is not None:
                 # Applied by another instance, or by our own earlier attempt
@@ -737,62 +757,40 @@ class Runner:
                     )
                 # Our own earlier attempt committed it if it failed after
                 # writing this very row: report it as applied by this run.
-                if previous["attempt"] > 1 and existing.applied_by == self.applied_by:
+                if attempt > 1 and existing.applied_by == self.applied_by:
                     return "applied"
                 return "already_applied"
-            if statements is not None:
-                for statement in statements:
-                    site.statement = statement
-                    conn.exec_driver_sql(statement.sql, execution_options=_RAW)
-                site.clear()
-            else:
-                module = migration.load_module()
-                context = MigrationContext(
-                    version=migration.version,
-                    name=migration.name,
-                    dialect=self.db.backend,
-                    run=recording(on_connection(conn), site, str(migration.path)),
-                )
-                module.upgrade(context)
-            insert_row(
-                conn,
-                self.db,
-                version=migration.version,
-                name=migration.name,
-                checksum=migration.checksum,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                attempts=previous["attempt"],
-                applied_by=self.applied_by,
-            )
+            self._execute(conn, migration, statements, site, "upgrade")
+            self._record(conn, migration, started, attempt)
             return "applied"
 
-        def note_retry(attempt: Attempt) -> None:
-            if attempt.transience is Transience.LOCK_TIMEOUT:
-                previous["lock_failures"] += 1
-                logger.warning(
-                    "migration %s: lock_timeout (%s) expired; the lock was released and the"
-                    " migration retries with lock_timeout %s",
-                    migration.version,
-                    format_ms(
-                        lock_timeout_schedule(base_lock_timeout, previous["lock_failures"] - 1)
-                    ),
-                    format_ms(lock_timeout_schedule(base_lock_timeout, previous["lock_failures"])),
-                )
-            on_retry(attempt)
+        return self._transactional(
+            migration,
+            body,
+            on_retry=on_retry,
+            label=f"migration {migration.version}_{migration.name}",
+        )
 
-        try:
-            state, attempts = run_with_retry(
-                self.db.engine,
-                work,
-                policy=self.policy,
-                on_retry=note_retry,
-                label=f"migration {migration.version}_{migration.name}",
-            )
-        except SafeMigrateError:
-            raise
-        except Exception as exc:
-            raise self._failure(migration, site, exc) from exc
-        return state, len(attempts)
+    def _record(
+        self,
+        conn: Connection,
+        migration: Migration,
+        started: float,
+        attempts: int,
+        *,
+        if_absent: bool = False,
+    ) -> None:
+        insert_row(
+            conn,
+            self.db,
+            version=migration.version,
+            name=migration.name,
+            checksum=migration.checksum,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            attempts=attempts,
+            applied_by=self.applied_by,
+            if_absent=if_absent,
+        )
 
     # -- no transaction -----------------------------------------------------------
 
@@ -804,142 +802,28 @@ class Runner:
         started: float,
         emit: t.Callable[[Event], None],
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
-        engine = self.db.engine
-        total_attempts = 0
         existing, _ = run_with_retry(
-            engine, lambda conn: read_one(conn, self.db, migration.version), policy=self.policy
+            self.db.engine,
+            lambda conn: read_one(conn, self.db, migration.version),
+            policy=self.policy,
         )
         if existing is not None:
             return "already_applied", 1
-        warned = False
-
-        def session_settings_safe(conn: Connection) -> bool:
-            """Whether ``SET`` on this connection stays with us (not a transaction pooler)."""
-            nonlocal warned
-            if self.dedicated_url or _is_direct(conn):
-                return True
-            if not warned:
-                warned = True
-                message = (
-                    f"migration {migration.version} runs outside a transaction without lock_timeout"
-                    " or statement_timeout: through a pooler, session settings would leak to other"
-                    " clients. Set SAFE_MIGRATE_DATABASE_URI to a direct or session-mode URL to run"
-                    " it with timeouts."
-                )
-                logger.warning("%s", message)
-                emit(Event("warning", migration.version, migration.name, message))
-            return False
-
-        def run_one(
-            sql: str,
-            params: t.Mapping[str, t.Any] | None = None,
-            statement: Statement | None = None,
-        ) -> Result[t.Any]:
-            nonlocal total_attempts
-
-            def work(conn: Connection) -> Result[t.Any]:
-                if self.db.is_postgres and session_settings_safe(conn):
-                    lock_timeout = migration.lock_timeout_ms
-                    if lock_timeout is None:
-                        lock_timeout = self.lock_timeout_ms
-                    conn.exec_driver_sql(f"SET lock_timeout = '{format_ms(lock_timeout)}'")
-                    statement_timeout = migration.statement_timeout_ms
-                    if statement_timeout is None:
-                        statement_timeout = self.statement_timeout_ms
-                    if statement_timeout is not None:
-                        conn.exec_driver_sql(
-                            f"SET statement_timeout = '{format_ms(statement_timeout)}'"
-                        )
-                if statement is not None and statement.node_type == "IndexStmt":
-                    self._clear_invalid_index(conn, statement)
-                if statement is not None:
-                    result = conn.exec_driver_sql(sql, execution_options=_RAW)
-                else:
-                    result = conn.execute(text(sql), dict(params or {}))
-                # The connection closes after this attempt: keep the rows.
-                return result.freeze()() if result.returns_rows else result
-
-            try:
-                result, attempts = run_with_retry(
-                    engine,
-                    work,
-                    policy=self.policy,
-                    transaction=False,
-                    on_retry=on_retry,
-                    label=f"migration {migration.version}_{migration.name}",
-                )
-            except SafeMigrateError:
-                raise
-            except Exception as exc:
-                site = FailureSite(statement)
-                if statement is None:
-                    site.enter_call(sql, str(migration.path))
-                raise self._failure(migration, site, exc) from exc
-            total_attempts = max(total_attempts, len(attempts))
-            return result
-
-        def run_batch(work: t.Callable[[Connection], t.Any]) -> t.Any:
-            """One ``m.backfill`` batch: its own transaction, with SET LOCAL timeouts, retried."""
-            nonlocal total_attempts
-            lock_timeout = migration.lock_timeout_ms
-            if lock_timeout is None:
-                lock_timeout = self.lock_timeout_ms
-
-            def attempt(conn: Connection) -> t.Any:
-                self._set_locals(conn, migration, lock_timeout)
-                return work(conn)
-
-            try:
-                result, attempts = run_with_retry(
-                    engine,
-                    attempt,
-                    policy=self.policy,
-                    on_retry=on_retry,
-                    label=f"migration {migration.version}_{migration.name} (backfill batch)",
-                )
-            except SafeMigrateError:
-                raise
-            except Exception as exc:
-                site = FailureSite(line=caller_line(str(migration.path)))
-                raise self._failure(migration, site, exc) from exc
-            total_attempts = max(total_attempts, len(attempts))
-            return result
-
-        if statements is not None:
-            for statement in statements:
-                run_one(statement.sql, statement=statement)
-        else:
-            module = migration.load_module()
-            context = MigrationContext(
-                version=migration.version,
-                name=migration.name,
-                dialect=self.db.backend,
-                run=lambda sql, params: run_one(sql, params),
-                transactional=False,
-                run_batch=run_batch,
-                progress=lambda detail: emit(
-                    Event("progress", migration.version, migration.name, detail)
-                ),
-            )
-            module.upgrade(context)
-
-        def record(conn: Connection) -> None:
-            insert_row(
-                conn,
-                self.db,
-                version=migration.version,
-                name=migration.name,
-                checksum=migration.checksum,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                attempts=max(total_attempts, 1),
-                applied_by=self.applied_by,
-                if_absent=True,
-            )
-
-        run_with_retry(
-            engine, record, policy=self.policy, label=f"recording migration {migration.version}"
+        unit = Autocommit(
+            self,
+            migration,
+            on_retry=on_retry,
+            emit=emit,
+            label=f"migration {migration.version}_{migration.name}",
         )
-        return "applied", max(total_attempts, 1)
+        unit.run(statements, "upgrade")
+        run_with_retry(
+            self.db.engine,
+            lambda conn: self._record(conn, migration, started, unit.attempts, if_absent=True),
+            policy=self.policy,
+            label=f"recording migration {migration.version}",
+        )
+        return "applied", unit.attempts
 
     def _clear_invalid_index(self, conn: Connection, statement: Statement) -> None:
         """Before (re)running CREATE INDEX CONCURRENTLY, remove a half-built INVALID index.
@@ -981,24 +865,6 @@ class Runner:
         )
         conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
 
-    def _failure(
-        self, migration: Migration, site: FailureSite, exc: BaseException
-    ) -> MigrationError:
-        where, what = site.describe(str(migration.path))
-        after = (
-            " It was rolled back; earlier migrations stay applied."
-            if migration.transactional
-            else " It runs outside a transaction: statements before this one stay done;"
-            " fix and run again."
-        )
-        return MigrationError(
-            f"{where}: migration {migration.version}_{migration.name} failed{what}:"
-            f" {first_line(exc)}.{after}",
-            version=migration.version,
-            path=str(migration.path),
-            statement=site.sql_text,
-        )
-
 
 # -- structured log records (one per migration, one per run) -------------------------------
 #
@@ -1007,17 +873,18 @@ class Runner:
 # ``attempts`` describe it. (``name`` is taken by ``logging.LogRecord`` itself.)
 
 
-def _log_migration(outcome: Outcome) -> None:
+def log_unit_done(outcome: Outcome | Reverted, *, event: str, done: str, already: str) -> None:
+    """The record of one migration applied (``run``) or reverted (``rollback``)."""
     logger.info(
         "migration %s_%s %s in %d ms (%d attempt%s)",
         outcome.version,
         outcome.name,
-        "applied" if outcome.state == "applied" else "was already applied by another instance",
+        already if outcome.state.startswith("already") else done,
         outcome.duration_ms,
         outcome.attempts,
         "" if outcome.attempts == 1 else "s",
         extra={
-            "safe_migrate_event": "migration_applied",
+            "safe_migrate_event": event,
             "version": outcome.version,
             "migration": f"{outcome.version}_{outcome.name}",
             "result": outcome.state,
@@ -1028,20 +895,37 @@ def _log_migration(outcome: Outcome) -> None:
     )
 
 
-def _log_migration_failed(migration: Migration, exc: BaseException) -> None:
+def log_unit_failed(
+    migration: Migration, exc: BaseException, *, event: str, doing: str = ""
+) -> None:
+    """The record of one migration whose application (or revert: ``doing``) failed."""
     logger.error(
-        "migration %s_%s failed: %s",
+        "%smigration %s_%s failed: %s",
+        doing,
         migration.version,
         migration.name,
         first_line(exc),
         extra={
-            "safe_migrate_event": "migration_failed",
+            "safe_migrate_event": event,
             "version": migration.version,
             "migration": f"{migration.version}_{migration.name}",
             "error_type": type(exc).__name__,
             "error": first_line(exc),
         },
     )
+
+
+def _log_migration(outcome: Outcome) -> None:
+    log_unit_done(
+        outcome,
+        event="migration_applied",
+        done="applied",
+        already="was already applied by another instance",
+    )
+
+
+def _log_migration_failed(migration: Migration, exc: BaseException) -> None:
+    log_unit_failed(migration, exc, event="migration_failed")
 
 
 def _log_run(outcomes: list[Outcome], started: float, exc: BaseException | None) -> None:

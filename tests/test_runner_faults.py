@@ -936,22 +936,23 @@ ORPHAN_HISTORY = {
 }
 
 
-def _idle_in_transaction(cluster: TlsCluster, dbname: str) -> list[int]:
+def _pids(cluster: TlsCluster, dbname: str, sql: str) -> list[int]:
+    """The ``pid`` column of an admin query about database ``dbname`` (bound as ``:db``)."""
     engine = _admin(cluster)
     try:
         with engine.connect() as conn:
-            return [
-                int(pid)
-                for pid in conn.execute(
-                    sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = :db"
-                        " AND state LIKE 'idle in transaction%'"
-                    ),
-                    {"db": dbname},
-                ).scalars()
-            ]
+            return [int(pid) for pid in conn.execute(sa.text(sql), {"db": dbname}).scalars()]
     finally:
         engine.dispose()
+
+
+def _idle_in_transaction(cluster: TlsCluster, dbname: str) -> list[int]:
+    return _pids(
+        cluster,
+        dbname,
+        "SELECT pid FROM pg_stat_activity WHERE datname = :db"
+        " AND state LIKE 'idle in transaction%'",
+    )
 
 
 @pytest.mark.parametrize(
@@ -1043,21 +1044,12 @@ SLOW_INDEX_HISTORY = {
 
 
 def _index_builders(cluster: TlsCluster, dbname: str) -> list[int]:
-    engine = _admin(cluster)
-    try:
-        with engine.connect() as conn:
-            return [
-                int(pid)
-                for pid in conn.execute(
-                    sa.text(
-                        "SELECT pid FROM pg_stat_progress_create_index"
-                        " WHERE datname = :db AND command = 'CREATE INDEX CONCURRENTLY'"
-                    ),
-                    {"db": dbname},
-                ).scalars()
-            ]
-    finally:
-        engine.dispose()
+    return _pids(
+        cluster,
+        dbname,
+        "SELECT pid FROM pg_stat_progress_create_index"
+        " WHERE datname = :db AND command = 'CREATE INDEX CONCURRENTLY'",
+    )
 
 
 def test_an_orphaned_concurrent_index_build_is_terminated_and_the_index_rebuilt(
