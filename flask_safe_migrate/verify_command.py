@@ -105,7 +105,7 @@ def _migrations_backend(state: SafeMigrate) -> tuple[str, str] | None:
         "SAFE_MIGRATE_DATABASE_URI" if state.settings().database_uri else "SQLALCHEMY_DATABASE_URI"
     )
     try:
-        return state.migration_url().get_backend_name(), key
+        return state.migration_backend(), key
     except ConfigError:
         pass  # no Flask-SQLAlchemy object: read the configured URL's scheme
     from flask import current_app
