@@ -13,9 +13,14 @@ can never leak through ``str(exc)``.
     ├── BadInputError                   exit 2  unreadable file, bad URL, bad arguments
     │   └── MigrationSourceError        exit 2  bad file name, duplicate version, bad header
     ├── RetriesExhausted                exit 1  transient errors outlived the retry policy
+    ├── DatabaseRefused (runner)        exit 1  the database refused the run itself (login, permission)
+    ├── LeaseTimeout (lease)            exit 1  another instance held the lease past the deadline
+    ├── DrillCouldNotRun (drill)        exit 3  the drill could not reach a verdict
     └── MigrationError                  exit 1  a migration failed (non-transient database error)
         ├── ChecksumDriftError          exit 1  an applied file was edited afterwards
-        └── OutOfOrderError             exit 1  a pending version below the highest applied one
+        ├── OutOfOrderError             exit 1  a pending version below the highest applied one
+        ├── RunInterrupted (interrupt)  exit 1  SIGTERM/SIGINT stopped a run
+        └── RollbackRefused (rollback)  exit 1  a migration to revert has no down part
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ migration stops between statements, and the run's ``finally`` releases the
 lease. A second signal while that cleanup runs is ignored, so the lease
 release is not cut short.
 
-Python runs signal handlers between bytecodes, so a single long statement
-(an index build) finishes before the stop takes effect.
+Python runs signal handlers between bytecodes, so on its own this would let
+a single long statement (an index build) finish before the stop takes
+effect; :func:`.cancel.cancel_on_signals`, used beside it by ``run`` and
+``rollback``, cancels that statement on the server so the stop is prompt
+with either driver.
 """
 
 from __future__ import annotations

@@ -693,6 +693,7 @@ def rollback_command(to: str, bind: str | None, as_json: bool) -> None:
     """
     from flask import current_app
 
+    from .cancel import cancel_on_signals
     from .interrupt import Interrupted
     from .interrupt import stop_on_signals
     from .rollback import rollback
@@ -723,9 +724,14 @@ def rollback_command(to: str, bind: str | None, as_json: bool) -> None:
 
     sender = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        # Like run: SIGTERM/SIGINT roll the migration in flight back (or stop a
-        # no-transaction one between statements) and release the lease.
-        with stop_on_signals(), rollback_signalling(sender, show, bind=bind) as (relay, reverted):
+        # Like run: SIGTERM/SIGINT cancel the statement in flight, roll the
+        # migration back (or stop a no-transaction one between statements) and
+        # release the lease.
+        with (
+            stop_on_signals(),
+            cancel_on_signals(),
+            rollback_signalling(sender, show, bind=bind) as (relay, reverted),
+        ):
             done = rollback(runner, to=to, on_event=relay, on_reverted=reverted)
     except Interrupted as stop:
         raise _rollback_interrupted(runner, stop, progress["current"], progress["done"]) from None

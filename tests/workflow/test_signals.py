@@ -153,3 +153,70 @@ def test_sigterm_stops_a_rollback_cleanly_too(pg_url, tmp_path) -> None:
     assert scalar(pg_url, "SELECT count(*) FROM safe_migrate_ledger_lease") == 0
     assert scalar(pg_url, "SELECT to_regclass('slow') IS NOT NULL") is True  # DROP undone
     assert scalar(pg_url, "SELECT to_regclass('u') IS NULL") is True
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_sigterm_cancels_a_long_down_statement_on_the_server(pg_url, tmp_path, driver) -> None:
+    """Injects: SIGTERM while a down part sits in a 10-minute ``pg_sleep``.
+
+    With psycopg2 the Python signal handler cannot run while the driver waits for the
+    server: the rollback must cancel the statement on the server, or it would wait it out.
+    """
+    from tests.infra.postgres import with_driver
+
+    directory = write_migrations(
+        tmp_path / "m",
+        {
+            "0001_t.sql": "CREATE TABLE t (a int);\n-- safe-migrate: down\nDROP TABLE t;\n",
+            "0002_slow.sql": (
+                "CREATE TABLE slow (a int);\n-- safe-migrate: down\n"
+                "DROP TABLE slow;\nSELECT pg_sleep(600);\n"
+            ),
+        },
+    )
+    (tmp_path / "sigapp.py").write_text(APP)
+    env = {
+        **os.environ,
+        "SM_TEST_URL": with_driver(pg_url, driver),
+        "SM_TEST_DIR": directory,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "sigapp", "safe-migrate"]
+    subprocess.run([*flask, "run"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*flask, "rollback", "--to", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sleeping_query = (
+        "SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+        " AND query LIKE 'SELECT pg_sleep(600)%'"
+    )
+    try:
+        sleeping = None
+        deadline = time.monotonic() + 30
+        while sleeping is None and time.monotonic() < deadline and process.poll() is None:
+            sleeping = scalar(pg_url, sleeping_query)
+            time.sleep(0.05)
+        assert sleeping is not None, "0002's down part never started its statement"
+        process.send_signal(signal.SIGTERM)
+        # Generous: without a cancel the process would wait out the 10-minute statement.
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, (out, err)
+    assert "Traceback" not in err
+    assert "0002_slow's down part was rolled back: it is still applied" in err, err
+    assert "the migration lease was released" in err
+    still_running = (
+        f"SELECT count(*) FROM pg_stat_activity WHERE pid = {sleeping} AND state = 'active'"
+    )
+    assert scalar(pg_url, still_running) == 0, "the statement runs on without its client"
+    assert ledger(pg_url) == [("0001", 1), ("0002", 1)]
+    assert scalar(pg_url, "SELECT to_regclass('slow') IS NOT NULL") is True  # DROP undone
