@@ -14,6 +14,7 @@ The app modules read ``BENCH_URL`` (and ``BENCH_AUTO``) from the environment.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -68,9 +69,151 @@ def ratio(ours: float, theirs: float) -> float:
     return round(ours / theirs, 3) if theirs else float("inf")
 
 
-def write_result(name: str, figures: dict[str, t.Any]) -> None:
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{name}.json"), "w") as fh:
+def quantile(values: t.Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (``q`` in [0, 1]) of a non-empty sequence."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
+def median_ci(values: t.Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median (binomial order statistics).
+
+    With too few values for the requested confidence it widens to (min, max).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1 - confidence) / 2
+    cumulative, k = 0.0, 0
+    # largest k with P(Binomial(n, 1/2) < k) <= tail: the k-th smallest value is the lower bound
+    while k < n:
+        next_cumulative = cumulative + math.comb(n, k) / 2**n
+        if next_cumulative > tail:
+            break
+        cumulative, k = next_cumulative, k + 1
+    low = max(k - 1, 0)
+    return float(ordered[low]), float(ordered[n - 1 - low])
+
+
+def spread(values: t.Sequence[float]) -> dict[str, t.Any]:
+    """min, quartiles, max and the 95% interval of the median, rounded for the report."""
+    low, high = median_ci(values)
+    return {
+        "min": round(min(values), 4),
+        "q1": round(quantile(values, 0.25), 4),
+        "median": round(median(values), 4),
+        "q3": round(quantile(values, 0.75), 4),
+        "max": round(max(values), 4),
+        "median_ci95": [round(low, 4), round(high, 4)],
+        "n": len(values),
+    }
+
+
+class CpuBusy:
+    """Share of the machine's CPU time spent busy between ``start()`` and ``stop()`` (/proc/stat)."""
+
+    def __init__(self) -> None:
+        self._start: tuple[int, int] | None = None
+
+    @staticmethod
+    def _sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    def start(self) -> CpuBusy:
+        self._start = self._sample()
+        return self
+
+    def stop(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None or end[0] == self._start[0]:
+            return None
+        total, idle = end[0] - self._start[0], end[1] - self._start[1]
+        return round(1 - idle / total, 3)
+
+
+#: Where the figures go (``suite --quick`` points it at ``results/quick/``) and the
+#: id shared by every file of one suite run.
+_STATE: dict[str, t.Any] = {"results": RESULTS, "run_id": None}
+
+
+def results_dir() -> str:
+    return str(_STATE["results"])
+
+
+def set_results_dir(path: str) -> None:
+    _STATE["results"] = path
+
+
+def set_run_id(run_id: str) -> None:
+    """One id for every file a suite run writes, so the report can tell mixed runs apart."""
+    _STATE["run_id"] = run_id
+
+
+def _git(*args: str) -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", "-C", ROOT, *args], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
+#: Paths whose uncommitted changes can move the figures (results and docs cannot).
+CODE_PATHS = ("flask_safe_migrate", "benchmarks", "setup.cfg", "pyproject.toml", "tests/infra")
+
+
+def provenance(quick: bool | None, servers: Servers | None = None) -> dict[str, t.Any]:
+    """What produced a results file: commit, uncommitted code changes, when, how big, where.
+
+    ``quick`` is True when the sizes were below the spec's (a smoke run), ``None`` when
+    the caller did not say.
+    """
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--", *CODE_PATHS)
+    dirty_paths = (
+        None
+        if status is None
+        else [
+            line[3:]
+            for line in status.splitlines()
+            if line[3:] and not line[3:].startswith("benchmarks/results")
+        ]
+    )
+    info: dict[str, t.Any] = {
+        "commit": commit.strip() if commit else None,
+        "dirty": bool(dirty_paths) if dirty_paths is not None else None,
+        "dirty_paths": (dirty_paths or [])[:20],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "quick": quick,
+        "run_id": _STATE["run_id"] or f"standalone-{time.strftime('%Y%m%dT%H%M%S')}",
+        "argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+        "machine": machine(),
+    }
+    if servers is not None:
+        info["servers"] = servers.versions()
+    return info
+
+
+def write_result(
+    name: str,
+    figures: dict[str, t.Any],
+    *,
+    quick: bool | None = None,
+    servers: Servers | None = None,
+) -> None:
+    """Print ``figures`` and write them, with their provenance, to ``<results>/<name>.json``."""
+    figures = {**figures, "provenance": provenance(quick, servers)}
+    os.makedirs(results_dir(), exist_ok=True)
+    with open(os.path.join(results_dir(), f"{name}.json"), "w") as fh:
         json.dump(figures, fh, indent=2)
         fh.write("\n")
     print(json.dumps(figures, indent=2), flush=True)
@@ -154,6 +297,7 @@ class Servers:
         from tests.infra.pgbouncer import PgBouncer
         from tests.infra.postgres import TlsCluster
 
+        self._versions: dict[str, str] | None = None
         self.cluster = TlsCluster()
         self.cluster.start()
         self.bouncer = None
@@ -191,6 +335,15 @@ class Servers:
         engine.dispose()
         return str(version)
 
+    def versions(self) -> dict[str, str]:
+        """Server versions, asked once."""
+        if self._versions is None:
+            self._versions = {
+                "postgres": self.server_version(),
+                "pgbouncer": self.bouncer_version(),
+            }
+        return self._versions
+
     def bouncer_version(self) -> str:
         if self.bouncer is None:
             return ""
@@ -213,6 +366,34 @@ def count_rows(url: str, sql: str) -> t.Any:
     try:
         with engine.connect() as conn:
             return conn.exec_driver_sql(sql).scalar()
+    finally:
+        engine.dispose()
+
+
+def server_activity(servers: Servers, name: str, wait: float = 5.0) -> dict[str, int] | None:
+    """Server connections opened and transactions committed in database ``name`` so far.
+
+    Read from ``pg_stat_database`` once the database's last backend has gone (a backend
+    flushes its counters when it exits), over an admin connection to another database.
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(servers.cluster.admin_url, poolclass=NullPool)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            with engine.connect() as conn:
+                row = conn.exec_driver_sql(
+                    "SELECT numbackends, sessions, xact_commit FROM pg_stat_database "
+                    "WHERE datname = %(name)s",
+                    {"name": name},
+                ).one_or_none()
+            if row is None:
+                return None
+            if row[0] == 0 or time.monotonic() > deadline:
+                return {"sessions": int(row[1]), "commits": int(row[2])}
+            time.sleep(0.05)
     finally:
         engine.dispose()
 

@@ -104,7 +104,9 @@ def main() -> None:
     servers = Servers()
     ws = Workspace(args.count)
     try:
-        write_result("concurrent_boot", run(servers, ws, args.processes, args.runs))
+        figures = run(servers, ws, args.processes, args.runs)
+        quick = args.count < 1000 or args.processes < 12
+        write_result("concurrent_boot", figures, quick=quick, servers=servers)
     finally:
         ws.destroy()
         servers.destroy()

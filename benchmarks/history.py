@@ -11,6 +11,31 @@ from __future__ import annotations
 import os
 import typing as t
 
+#: What each of a table's 10 steps does, in order (the report describes the history with it).
+STEP_KINDS = (
+    "create table",
+    "add column",
+    "seed insert (3 rows)",
+    "index",
+    "backfill update",
+    "add column",
+    "comment",
+    "column default",
+    "index",
+    "check constraint (NOT VALID)",
+)
+
+
+def census(count: int) -> dict[str, int]:
+    """How many statements of each kind a ``count``-migration history holds."""
+    kinds: dict[str, int] = {}
+    for _, sql in steps(count):
+        body = " ".join(line for line in sql.splitlines() if not line.startswith("--"))
+        words = body.split()
+        key = " ".join(words[:2]) if words[0] in ("CREATE", "ALTER") else words[0]
+        kinds[key] = kinds.get(key, 0) + 1
+    return kinds
+
 
 def steps(count: int = 1000) -> t.Iterator[tuple[int, str]]:
     """``(number, sql)`` for each of ``count`` migrations: 10 steps per table."""
