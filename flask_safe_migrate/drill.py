@@ -546,9 +546,11 @@ class Drill:
 
     # -- the whole drill ----------------------------------------------------------------------
 
-    def run(self) -> DrillReport:
+    def run(self, *, linger_on_interrupt: bool = False) -> DrillReport:
         """Run the drill; scratch databases are dropped however it ends.
 
+        :param linger_on_interrupt: after an interrupt, leave those signals ignored (for a
+            process that exits right after; see :class:`.drill_scratch.Interrupts`).
         :raises DrillInterrupted: on SIGINT, SIGTERM or SIGHUP, once the databases are dropped
             (``left`` names any that could not be).
         """
@@ -558,7 +560,7 @@ class Drill:
         reports: list[MigrationReport] = []
         proxy: FaultProxy | None = None
         interrupted: DrillInterrupted | None = None
-        with Interrupts() as interrupts:
+        with Interrupts(linger=linger_on_interrupt) as interrupts:
             try:
                 scratch.open()
                 proxy = FaultProxy.for_url(
@@ -638,6 +640,9 @@ class Drill:
                 self._not_reached(migrations[position:], migration, drilled, reports)
                 return
             if report.drilled:
+                # The copies of `previous` this migration needs, made while it runs: the second
+                # clean apply's, then one per faulty apply (prefetched as soon as planned).
+                scratch.prefetch(f"f{migration.version}", previous, 1)
                 reference, volatile, twin_error = self._clean_twice(
                     scratch, previous, checkpoint, migration
                 )
@@ -655,6 +660,7 @@ class Drill:
                 )
                 points, _ = plan_points(migration, queries, window, self.ledger_table)
                 runs = self._runs(points)
+                scratch.prefetch(f"f{migration.version}", previous, len(runs))
                 self.progress(
                     f"[{position}/{len(migrations)}] {label}: {len(runs)} faulty apply(s)"
                     f" ({'random' if self.random_runs else 'one per fault point'})"
@@ -680,7 +686,7 @@ class Drill:
                         self.progress(f"    {number}/{len(runs)} done")
                 mark_ = "✅" if report.ok else "❌"
                 self.progress(f"[{position}/{len(migrations)}] {mark_} {label}: {report.detail()}")
-            scratch.drop(previous)
+            scratch.release(previous)
             previous = checkpoint
 
     def _not_reached(
@@ -718,7 +724,7 @@ class Drill:
         :returns: the reference, the volatile columns, and an error when the two clean runs
             differ even without them.
         """
-        twin = scratch.create(f"t{migration.version}", template=template)
+        twin = scratch.copy(f"f{migration.version}", template)
         try:
             error, _, _ = self._apply(
                 self.url.set(database=twin).render_as_string(hide_password=False),
@@ -738,7 +744,7 @@ class Drill:
                 return first, volatile, f"two clean applies ended differently: {differences[0]}"
             return first, volatile, None
         finally:
-            scratch.drop(twin)
+            scratch.drop_later(twin)
 
     def _runs(
         self, points: list[FaultPoint]
@@ -778,7 +784,7 @@ class Drill:
         reference: _Reference,
         volatile: set[ColumnName],
     ) -> PointResult:
-        name = scratch.create(f"f{migration.version}", template=template)
+        name = scratch.copy(f"f{migration.version}", template)
         try:
             first = len(proxy.events)
             proxy.clear()
@@ -806,7 +812,7 @@ class Drill:
                 result.ok = False
             return result
         finally:
-            scratch.drop(name)
+            scratch.drop_later(name)
 
 
 def _queries(events: list[ProxyEvent]) -> tuple[list[str], t.Callable[[int], int]]:

@@ -161,7 +161,8 @@ def drill_command(
     )
     try:
         with _quiet_retry_log():
-            report = drill.run()
+            # This process exits right after an interrupt: signals stay ignored until then.
+            report = drill.run(linger_on_interrupt=True)
     except (ConfigError, BadInputError):
         raise
     except Exception as exc:

@@ -15,12 +15,15 @@ Three lines of defence, from the most to the least common way a drill ends early
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import signal
 import threading
 import types
 import typing as t
 import uuid
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 
 from .classify import first_line
 from .errors import ConfigError
@@ -31,6 +34,8 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine import Engine
+
+_T = t.TypeVar("_T")
 
 #: Prefix of every scratch database and of the drill's ``application_name``.
 SCRATCH_PREFIX = "sm_drill_"
@@ -74,7 +79,17 @@ class ScratchServer:
 
     :meth:`open` also keeps one admin connection open until :meth:`drop_all`, named after the
     run: that is how :func:`cleanup` tells a running drill from a killed one.
+
+    Copying a template (``CREATE DATABASE ... TEMPLATE``) is most of a drill's time, and it is
+    the server's work, not ours: :meth:`prefetch` makes the copies a migration's faulty applies
+    will need in the background, a few ahead, while the applies run, and :meth:`drop_later`
+    drops the used ones in the background too.
     """
+
+    #: Background workers: two copies in flight keep up with one apply at a time.
+    workers = 2
+    #: Copies made ahead of :meth:`copy`, per template.
+    depth = 3
 
     def __init__(self, url: URL, *, connect_timeout: float = 10.0) -> None:
         self.url = url
@@ -84,6 +99,50 @@ class ScratchServer:
         self._count = 0
         self._engine = _admin_engine(url, connect_timeout, f"{SCRATCH_PREFIX}{self.run_id}")
         self._keeper: Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        #: Per template: (label, copies not yet asked for, copies in the making).
+        self._ahead: dict[str, tuple[str, list[int], collections.deque[Future[str]]]] = {}
+
+    def _submit(self, func: t.Callable[..., _T], *args: t.Any) -> Future[_T]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sm-drill-scratch")
+        return self._pool.submit(func, *args)
+
+    def prefetch(self, label: str, template: str, count: int) -> None:
+        """Make ``count`` more copies of ``template`` for :meth:`copy`, a few ahead at a time."""
+        ahead = self._ahead.setdefault(template, (label, [0], collections.deque()))
+        ahead[1][0] += count
+        self._top_up(template)
+
+    def _top_up(self, template: str) -> None:
+        label, budget, queue = self._ahead[template]
+        while budget[0] > 0 and len(queue) < self.depth:
+            budget[0] -= 1
+            queue.append(self._submit(self.create, label, template))
+
+    def copy(self, label: str, template: str) -> str:
+        """A fresh copy of ``template``: a prefetched one if there is one, else made now."""
+        ahead = self._ahead.get(template)
+        if ahead is None or not ahead[2]:
+            return self.create(label, template)
+        name = ahead[2].popleft().result()
+        self._top_up(template)
+        return name
+
+    def drop_later(self, name: str) -> None:
+        """Drop ``name`` in the background (a failure leaves it to :meth:`drop_all`)."""
+        self._submit(self.drop, name)
+
+    def release(self, template: str) -> None:
+        """Drop the unused copies of ``template``, then ``template`` itself."""
+        _, budget, queue = self._ahead.pop(template, ("", [0], collections.deque()))
+        budget[0] = 0
+        for future in queue:
+            try:
+                self.drop(future.result())
+            except Exception:
+                pass  # its name is still in `created`: drop_all tries again
+        self.drop(template)
 
     def open(self) -> None:
         """Connect (refusing a pooler) and keep the connection that says this run is alive."""
@@ -124,7 +183,14 @@ class ScratchServer:
                 self.created.remove(name)
 
     def drop_all(self) -> list[str]:
-        """Drop every database still there; returns the names that could not be dropped."""
+        """Drop every database still there; returns the names that could not be dropped.
+
+        Background copies and drops are waited for first (those not started are cancelled), so
+        a copy finishing after its drop cannot strand a database.
+        """
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         left: list[str] = []
         for name in reversed(list(self.created)):
             try:
@@ -176,10 +242,17 @@ class Interrupts:
     ignored: a second Ctrl-C must not cut the cleanup short. There is no gap between the two
     phases, since the handlers stay the same. Only the main thread may install handlers:
     elsewhere (a test calling the drill from a thread) nothing is changed.
+
+    :param linger: after an interrupt, keep ignoring the signals instead of restoring the
+        previous handlers: for a process that exits right after (the CLI), so that the rest of
+        a burst of signals (a held Ctrl-C, a supervisor repeating SIGTERM) cannot kill it between
+        the cleanup and its exit code.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: bool = False) -> None:
         self._cleaning = False
+        self._linger = linger
+        self._interrupted = False
         self._previous: dict[int, t.Any] = {}
 
     def __enter__(self) -> Interrupts:
@@ -191,7 +264,7 @@ class Interrupts:
     def _handle(self, signum: int, frame: types.FrameType | None) -> None:
         if self._cleaning:
             return
-        self._cleaning = True
+        self._cleaning = self._interrupted = True
         raise DrillInterrupted(signum)
 
     def cleaning(self) -> None:
@@ -199,6 +272,12 @@ class Interrupts:
         self._cleaning = True
 
     def __exit__(self, *exc: object) -> None:
+        if self._interrupted and self._linger:
+            # SIG_IGN, not our handler: Python resets its own handlers to the default when the
+            # interpreter shuts down, which is exactly when the rest of a burst would arrive.
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

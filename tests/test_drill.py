@@ -342,16 +342,22 @@ def wait_until_drilling_0002(proc: subprocess.Popen[str]) -> list[str]:
     pytest.fail("the drill never reached 0002:\n" + "".join(seen))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize(
+    ("sig", "repeat"),
+    [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGHUP, 1), (signal.SIGINT, 100)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGINT-burst"],
+)
 def test_drill_drops_its_scratch_databases_when_interrupted(
-    sig: signal.Signals, pg_server: Server, pg_url: str, tmp_path: Path
+    sig: signal.Signals, repeat: int, pg_server: Server, pg_url: str, tmp_path: Path
 ) -> None:
     """Injects: ``SIGINT`` (Ctrl-C), ``SIGTERM`` (a cancelled CI job) or ``SIGHUP`` (a closed
     terminal or ssh session) to a real ``flask safe-migrate drill`` process on the example
-    history, once it is drilling 0002.
+    history, once it is drilling 0002; or a burst of up to 100 SIGINTs 5 ms apart (a held
+    Ctrl-C), which goes on during the cleanup and the process's exit.
 
-    Checks: it exits 128 + the signal's number saying its scratch databases were dropped, and
-    none of them is left on the server (there were some while it ran).
+    Checks: it exits 128 + the signal's number (not killed by a later signal of the burst)
+    saying its scratch databases were dropped, and none of them is left on the server (there
+    were some while it ran).
     """
     before = scratch_databases(pg_server.admin_url)
     proc = start_drill(tmp_path, pg_url)
@@ -359,7 +365,11 @@ def test_drill_drops_its_scratch_databases_when_interrupted(
         seen = wait_until_drilling_0002(proc)
         during = scratch_databases(pg_server.admin_url) - before
         assert during, "no scratch database while drilling"
-        proc.send_signal(sig)
+        for _ in range(repeat):
+            if proc.poll() is not None:
+                break
+            proc.send_signal(sig)
+            time.sleep(0.005)
         _, rest = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
