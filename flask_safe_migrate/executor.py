@@ -4,7 +4,9 @@ Every attempt is a brand-new checkout and transaction, so a retry never
 touches a connection that already failed: the failed connection is
 invalidated (it never returns to a pool) and, on a disconnect, the engine's
 whole pool is disposed, because its other idle connections went through the
-same broken pooler or network path. Waits follow tenacity's full-jitter
+same broken pooler or network path. (One exception, for the migration runner:
+a :class:`ConnectionKeeper` lets the *first* attempt of a unit use the
+connection on which the previous unit just committed cleanly.) Waits follow tenacity's full-jitter
 exponential schedule, bounded by an attempt count and an overall deadline.
 Errors that are not transient (see :mod:`.classify`) are raised at once,
 unwrapped, after a single attempt.
@@ -340,6 +342,41 @@ def _log_permanent(label: str, record: Attempt, policy: RetryPolicy) -> None:
     )
 
 
+class ConnectionKeeper:
+    """Carries one healthy connection from a unit of retry to the first attempt of the next.
+
+    Opening a connection (TLS, SCRAM) costs more than a small migration. A
+    connection whose last unit committed cleanly is in a known state: no
+    transaction open, no reply in flight, no orphaned server work. So the
+    *first* attempt of the next unit may start on it. A retry never does
+    (every retry opens a new connection), a connection that saw any error is
+    never kept, and the caller decides per unit whether what ran on the
+    connection may be inherited (see :func:`run_with_retry`'s ``keep``).
+    """
+
+    def __init__(self) -> None:
+        self._conn: Connection | None = None
+
+    def take(self) -> Connection | None:
+        """The kept connection, if any (it is no longer kept: return it with :meth:`keep`)."""
+        conn, self._conn = self._conn, None
+        return conn
+
+    def keep(self, conn: Connection) -> None:
+        """Keep ``conn`` (its last unit committed cleanly) for the next unit's first attempt."""
+        self.close()
+        self._conn = conn
+
+    def close(self) -> None:
+        """Close the kept connection, if any (at the end of a run, or before long other work)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # it is being dropped anyway
+                logger.debug("closing a kept connection failed", exc_info=True)
+
+
 def run_with_retry(
     engine: Engine,
     work: t.Callable[[Connection], T],
@@ -348,6 +385,8 @@ def run_with_retry(
     transaction: bool = True,
     on_retry: t.Callable[[Attempt], None] | None = None,
     label: str = "database work",
+    keeper: ConnectionKeeper | None = None,
+    keep: bool = False,
 ) -> tuple[T, tuple[Attempt, ...]]:
     """Run ``work(conn)`` on a fresh connection, retrying transient failures.
 
@@ -362,6 +401,12 @@ def run_with_retry(
     value) or record it in the same transaction and check first, as the
     migration runner does with its ledger: that is the exactly-once layer.
 
+    With a ``keeper``, the first attempt starts on the connection it keeps
+    (if any) instead of a new one, and with ``keep=True`` the connection of
+    the attempt that succeeded is handed to it instead of being closed. Only
+    pass ``keep=True`` when nothing ``work`` did outlives its transaction on
+    the connection's session (a session-level ``SET``, a temporary table).
+
     :returns: what ``work`` returned, and the record of every attempt.
     :raises RetriesExhausted: transient errors outlived ``policy``.
     :raises Exception: the first non-transient error, unwrapped, untried again.
@@ -370,14 +415,22 @@ def run_with_retry(
     def attempt(number: int, notes: _AttemptNotes) -> T:
         conn: Connection | None = None
         try:
-            conn = engine.connect()
+            if keeper is not None and number == 1:
+                conn = keeper.take()
+            if conn is None:
+                conn = engine.connect()
             if not transaction:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             notes.pid = backend_pid(conn)
             if transaction:
                 with conn.begin():
-                    return work(conn)
-            return work(conn)
+                    result = work(conn)
+            else:
+                result = work(conn)
+            if keeper is not None and keep:
+                keeper.keep(conn)
+                conn = None
+            return result
         except Exception as exc:
             transience = classify(exc)
             if conn is not None and transience is not None:

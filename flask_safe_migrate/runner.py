@@ -12,11 +12,13 @@ The shape of a run:
 4. Take the lease (waiting, bounded by the deadline, while another instance
    migrates), re-read the ledger, and apply each pending migration:
 
-   * transactional: one transaction is one unit of retry, on a new
-     connection each time: READ COMMITTED, ``SET LOCAL`` timeouts, an
-     advisory xact lock, re-read the ledger row (a previous attempt whose
-     COMMIT reply was lost may have applied it: then it is done), run the
-     statements, insert the ledger row, commit;
+   * transactional: one transaction is one unit of retry: READ COMMITTED,
+     ``SET LOCAL`` timeouts, an advisory xact lock, re-read the ledger row (a
+     previous attempt whose COMMIT reply was lost may have applied it: then
+     it is done), run the statements, insert the ledger row, commit. Every
+     retry runs on a new connection; a first attempt may run on the
+     connection on which the previous migration just committed cleanly (see
+     :class:`~.executor.ConnectionKeeper`);
    * no-transaction: statements one by one in autocommit, each retried on
      its own (they are of idempotent forms), then the ledger row.
 """
@@ -45,6 +47,7 @@ from .errors import MigrationError
 from .errors import OutOfOrderError
 from .errors import SafeMigrateError
 from .executor import Attempt
+from .executor import ConnectionKeeper
 from .executor import RetryPolicy
 from .executor import retry_call
 from .executor import run_with_retry
@@ -63,6 +66,7 @@ from .units import RAW
 from .units import Autocommit
 from .units import FailureSite
 from .units import failure
+from .units import leaves_session_clean
 from .units import recording
 from .urls import display_url
 
@@ -280,6 +284,8 @@ class Runner:
         #: this runner's lease holder name: unique even within one process
         self.holder = unique_holder(self.applied_by)
         self.lease_ttl = lease_ttl
+        #: during :meth:`run` on Postgres: the connection carried from one migration to the next
+        self._kept: ConnectionKeeper | None = None
 
     # -- reading --------------------------------------------------------------
 
@@ -472,6 +478,29 @@ class Runner:
             return
         parsed = self._prepare(targets)
 
+        kept = self._kept = ConnectionKeeper() if self.db.is_postgres else None
+        try:
+            self._run_pending(
+                migrations, parsed, ledger, to, out_of_order, emit, outcomes, in_flight, step
+            )
+        finally:
+            self._kept = None
+            if kept is not None:
+                kept.close()
+
+    def _run_pending(
+        self,
+        migrations: list[Migration],
+        parsed: dict[str, list[Statement] | None],
+        ledger: dict[str, AppliedMigration] | None,
+        to: str | None,
+        out_of_order: bool,
+        emit: t.Callable[[Event], None],
+        outcomes: list[Outcome],
+        in_flight: list[Migration],
+        step: list[str],
+    ) -> None:
+        """Create the ledger if needed, take the lease, and apply what is still pending."""
         engine = self.db.engine
         if ledger is None:
             step[0] = "creating the ledger tables"
@@ -492,6 +521,8 @@ class Runner:
                 lambda conn: read_applied(conn, self.db),
                 policy=self.policy,
                 label="reading the migration ledger",
+                keeper=self._kept,
+                keep=True,
             )
             targets = self._targets(compute_status(migrations, applied), to, out_of_order)
             step[0] = "the ledger bookkeeping"
@@ -663,13 +694,18 @@ class Runner:
         on_retry: t.Callable[[Attempt], None],
         label: str,
         reverting: bool = False,
+        keep: bool = False,
     ) -> tuple[T, int]:
         """Run ``body`` as one transactional unit of retry: a migration, or its down part.
 
-        Each attempt is a new connection and transaction: :meth:`_start_unit`
-        (READ COMMITTED, ``SET LOCAL`` timeouts, earlier attempts' orphans
-        ended, the advisory lock), then ``body(conn, site, attempt_number)``,
-        committed when it returns; a transient error anywhere reruns it all.
+        Each attempt is a transaction: :meth:`_start_unit` (READ COMMITTED,
+        ``SET LOCAL`` timeouts, earlier attempts' orphans ended, the advisory
+        lock), then ``body(conn, site, attempt_number)``, committed when it
+        returns; a transient error anywhere reruns it all on a new connection.
+        During :meth:`run` the first attempt may start on the connection the
+        previous migration committed on, and with ``keep`` (nothing ``body``
+        runs can outlive its transaction on the session) this unit's
+        connection is kept for the next one.
         A lock timeout grows the next attempt's ``lock_timeout`` (see
         :func:`lock_timeout_schedule`). A non-transient error becomes a
         :class:`MigrationError` naming the file, the statement ``body`` was at
@@ -703,7 +739,13 @@ class Runner:
 
         try:
             result, attempts = run_with_retry(
-                self.db.engine, work, policy=self.policy, on_retry=note_retry, label=label
+                self.db.engine,
+                work,
+                policy=self.policy,
+                on_retry=note_retry,
+                label=label,
+                keeper=self._kept,
+                keep=keep,
             )
         except SafeMigrateError:
             raise
@@ -769,6 +811,7 @@ class Runner:
             body,
             on_retry=on_retry,
             label=f"migration {migration.version}_{migration.name}",
+            keep=leaves_session_clean(statements),
         )
 
     def _record(
@@ -802,6 +845,10 @@ class Runner:
         started: float,
         emit: t.Callable[[Event], None],
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
+        if self._kept is not None:
+            # Statements outside a transaction may run for long (an index built
+            # concurrently): no idle connection waits meanwhile to time out.
+            self._kept.close()
         existing, _ = run_with_retry(
             self.db.engine,
             lambda conn: read_one(conn, self.db, migration.version),

@@ -58,6 +58,83 @@ def is_direct(conn: Connection) -> bool:
     return told is not None and told == actual
 
 
+# -- what a unit leaves on its connection ------------------------------------------------------
+
+#: Statements whose effects end with their transaction or live in the database, never in the
+#: session: after a unit made only of these, its connection can start the next unit.
+_SESSION_NEUTRAL = frozenset(
+    {
+        "AlterDomainStmt",
+        "AlterEnumStmt",
+        "AlterFunctionStmt",
+        "AlterObjectSchemaStmt",
+        "AlterOwnerStmt",
+        "AlterPolicyStmt",
+        "AlterSeqStmt",
+        "AlterTableStmt",
+        "CommentStmt",
+        "CompositeTypeStmt",
+        "CreateDomainStmt",
+        "CreateEnumStmt",
+        "CreateExtensionStmt",
+        "CreateFunctionStmt",
+        "CreatePolicyStmt",
+        "CreateSchemaStmt",
+        "CreateSeqStmt",
+        "CreateStatsStmt",
+        "CreateStmt",
+        "CreateTableAsStmt",
+        "CreateTrigStmt",
+        "DefineStmt",
+        "DeleteStmt",
+        "DropStmt",
+        "GrantStmt",
+        "IndexStmt",
+        "InsertStmt",
+        "RenameStmt",
+        "RuleStmt",
+        "TruncateStmt",
+        "UpdateStmt",
+        "ViewStmt",
+    }
+)
+
+
+def leaves_session_clean(statements: list[Statement] | None) -> bool:
+    """Whether running ``statements`` can leave nothing behind in the session, past their commit.
+
+    Plain DDL and DML on permanent objects, and ``SET LOCAL``: yes. A
+    session-level ``SET``/``RESET`` (``search_path``, ``ROLE``), a temporary
+    object, ``SELECT`` (which may call ``set_config`` or take a session
+    advisory lock), ``DO``, ``LISTEN``, ``PREPARE``, a Python migration
+    (``None``), anything unknown: maybe, so the next migration starts on a
+    new connection, as each one did before connections were carried over.
+    """
+    if not statements:
+        return statements is not None
+    for statement in statements:
+        kind, node = statement.node_type, statement.node
+        if kind == "VariableSetStmt" and node is not None and node.get("is_local"):
+            continue
+        if kind not in _SESSION_NEUTRAL or node is None or _mentions_temporary(node):
+            return False
+    return True
+
+
+def _mentions_temporary(node: t.Any) -> bool:
+    """Whether a parse tree names a temporary relation (``relpersistence`` ``t``) anywhere."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("relpersistence") == "t":
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 # -- where a migration failed ---------------------------------------------------------------
 
 

@@ -357,3 +357,51 @@ def test_no_transaction_through_a_pooler_warns_and_sets_nothing(pgb_url, tmp_pat
     # Nothing leaked into the pooler's shared server connections.
     assert scalar(pgb_url, "SHOW lock_timeout") == "0"
     assert scalar(pgb_url, "SELECT v FROM seen") == "0"
+
+
+def _pid_probe(version: str) -> str:
+    return (
+        "INSERT INTO probe VALUES"
+        f" ('{version}', pg_backend_pid(), current_setting('search_path'));\n"
+    )
+
+
+CARRY_OVER = {
+    "0001_probe.sql": "CREATE TABLE probe (version text, pid int, search_path text);\n"
+    + _pid_probe("0001"),
+    "0002_plain.sql": _pid_probe("0002"),
+    "0003_sets_search_path.sql": "SET search_path TO pg_catalog, public;\n" + _pid_probe("0003"),
+    "0004_makes_temp.sql": _pid_probe("0004") + "CREATE TEMP TABLE scratch (a int);\n",
+    "0005_makes_temp_too.sql": "CREATE TEMP TABLE scratch (a int);\n" + _pid_probe("0005"),
+    "0006_python.py": "def upgrade(m):\n"
+    "    m.execute(\"INSERT INTO probe VALUES ('0006', pg_backend_pid(),"
+    " current_setting('search_path'))\")\n",
+    "0007_plain.sql": "SET LOCAL search_path TO public;\n" + _pid_probe("0007"),
+    "0008_plain.sql": _pid_probe("0008"),
+}
+
+
+def test_a_connection_is_carried_to_the_next_migration_only_when_its_session_is_clean(
+    pg_url, tmp_path
+) -> None:
+    """Consecutive migrations share a connection while each leaves nothing in the session.
+
+    After a session-level SET, a temporary table or a Python migration, the
+    next migration starts on a new backend that has none of it (the second
+    CREATE TEMP TABLE would fail on the same session).
+    """
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", CARRY_OVER))
+    assert [o.state for o in ext.upgrade(app)] == ["applied"] * len(CARRY_OVER)
+    engine = sa.create_engine(pg_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        rows = {v: (pid, path) for v, pid, path in conn.exec_driver_sql("SELECT * FROM probe")}
+    engine.dispose()
+    pid = {version: rows[version][0] for version in rows}
+    assert pid["0001"] == pid["0002"] == pid["0003"], "clean migrations share a connection"
+    assert pid["0004"] != pid["0003"], "a session-level SET ends the carry-over"
+    assert rows["0004"][1] == '"$user", public', "the SET did not leak into the next migration"
+    assert pid["0005"] != pid["0004"], "a temporary table ends the carry-over"
+    assert pid["0006"] != pid["0005"]
+    assert pid["0007"] != pid["0006"], "a Python migration ends the carry-over"
+    assert pid["0008"] == pid["0007"], "SET LOCAL ends with its transaction"
+    assert rows["0008"][1] == '"$user", public'
