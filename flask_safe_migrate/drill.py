@@ -84,15 +84,18 @@ _BOOKKEEPING = re.compile(
 
 Mode = t.Literal["systematic", "random"]
 
-#: Exit code of ``drill`` when it could not reach a verdict (1 is kept for "not retry-safe").
-EXIT_COULD_NOT_RUN = 3
+#: Exit code of ``drill`` when it could not reach a verdict. The foundation's table has one
+#: code for "the operation failed" (1), shared with "not retry-safe"; the message, the
+#: table's rows and the JSON ``state`` of each migration tell the two apart.
+EXIT_COULD_NOT_RUN = 1
 
 
 class DrillCouldNotRun(SafeMigrateError):
     """The drill could not reach a verdict: the scratch server failed it, or the drill broke.
 
-    Exit 3, so a CI step can tell it from exit 1 ("a migration is not retry-safe") and from
-    exit 2 (usage or configuration: SQLite, a pooler URL, a role without CREATEDB).
+    Exit 1 ("the operation failed", as for every command), not 2, which is for usage or
+    configuration (SQLite, a pooler URL, a role without CREATEDB). The message and the
+    JSON error ``type`` tell it from "a migration is not retry-safe".
     """
 
     exit_code = EXIT_COULD_NOT_RUN
@@ -262,7 +265,7 @@ class DrillReport:
 
     @property
     def exit_code(self) -> int:
-        """0 all retry-safe; 1 any ❌ not retry-safe; else 3: a migration could not be drilled."""
+        """0 all retry-safe; 1 any ❌ not retry-safe, or a migration could not be drilled."""
         if self.ok:
             return 0
         if any(m.state == "unsafe" for m in self.migrations):

@@ -1,9 +1,10 @@
 """``flask safe-migrate drill``: the drill (see :mod:`.drill`) as a command with a table and JSON.
 
 Progress goes to stderr, so ``--json`` keeps stdout to the one document; the table and the exit
-code are what a CI step looks at: 0 every migration retry-safe, 1 any ❌ (not retry-safe), 2 usage
-or configuration, 3 the drill could not reach a verdict (see :class:`.drill.DrillCouldNotRun`),
-128 + n stopped by signal n.
+code are what a CI step looks at, with the one table every command uses: 0 every migration
+retry-safe; 1 any ❌ (not retry-safe), or the drill could not reach a verdict (see
+:class:`.drill.DrillCouldNotRun`; the message and JSON say which), or it was stopped by a
+signal; 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def drill_command(
             )
         else:
             click.echo("Drill interrupted; its scratch databases were dropped.", err=True)
-        sys.exit(128 + exc.signum)
+        sys.exit(1)
     if as_json:
         emit_json(report.document())
     else:
@@ -207,7 +208,7 @@ def _verdict(report: DrillReport) -> str:
 
 
 def _could_not_run(exc: Exception) -> DrillCouldNotRun:
-    """An error that stopped the drill before its verdict, as exit 3 with a message.
+    """An error that stopped the drill before its verdict, as exit 1 with a message.
 
     A database error (the scratch server unreachable, a refused login) is an expected failure:
     a message. Anything else is a bug: its traceback (scrubbed of passwords) goes to stderr.

@@ -15,7 +15,7 @@ can never leak through ``str(exc)``.
     ├── RetriesExhausted                exit 1  transient errors outlived the retry policy
     ├── DatabaseRefused (runner)        exit 1  the database refused the run itself (login, permission)
     ├── LeaseTimeout (lease)            exit 1  another instance held the lease past the deadline
-    ├── DrillCouldNotRun (drill)        exit 3  the drill could not reach a verdict
+    ├── DrillCouldNotRun (drill)        exit 1  the drill could not reach a verdict
     └── MigrationError                  exit 1  a migration failed (non-transient database error)
         ├── ChecksumDriftError          exit 1  an applied file was edited afterwards
         ├── OutOfOrderError             exit 1  a pending version below the highest applied one
