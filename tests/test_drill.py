@@ -220,7 +220,9 @@ def test_drill_random_runs_without_a_cut_are_said_not_passed_over(pg_url: str) -
 
 
 @pytest.mark.parametrize("as_json", [False, True])
-def test_drill_that_cannot_reach_its_server_says_it_could_not_run(pg_url: str, as_json: bool) -> None:
+def test_drill_that_cannot_reach_its_server_says_it_could_not_run(
+    pg_url: str, as_json: bool
+) -> None:
     """Injects: ``--scratch-url`` pointing at a port where no server listens.
 
     Checks: exit 1 (the exit-code table's "operation failed"), one line saying the drill could
