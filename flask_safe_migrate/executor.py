@@ -419,7 +419,9 @@ def run_with_retry(
                 conn = keeper.take()
             if conn is None:
                 conn = engine.connect()
-            if not transaction:
+            if not transaction and conn.get_execution_options().get("isolation_level") != (
+                "AUTOCOMMIT"
+            ):
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             notes.pid = backend_pid(conn)
             if transaction:
@@ -428,6 +430,10 @@ def run_with_retry(
             else:
                 result = work(conn)
             if keeper is not None and keep:
+                if conn.in_transaction():
+                    # SQLAlchemy's autobegun bookkeeping in autocommit mode: the
+                    # driver has nothing to commit, the next unit starts clean.
+                    conn.commit()
                 keeper.keep(conn)
                 conn = None
             return result

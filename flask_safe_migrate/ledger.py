@@ -106,6 +106,42 @@ def read_applied(conn: Connection, db: MigrationDatabase) -> dict[str, AppliedMi
     return {row[0]: AppliedMigration(*row) for row in conn.exec_driver_sql(_select(db))}
 
 
+def select_one_sql(db: MigrationDatabase, version: str) -> str:
+    """The query :func:`read_one` runs, with ``version`` inlined (to send with other statements)."""
+    from .rawsql import literal
+
+    return f"{_select(db)} WHERE version = {literal(version)}"
+
+
+def insert_sql(
+    db: MigrationDatabase,
+    *,
+    version: str,
+    name: str,
+    checksum: str,
+    duration_ms: int,
+    attempts: int,
+    applied_by: str,
+) -> str:
+    """The statement :func:`insert_row` runs, with its values inlined (see :mod:`.rawsql`)."""
+    from .rawsql import literal
+
+    values = ", ".join(
+        (
+            literal(version),
+            literal(name),
+            literal(checksum),
+            str(int(duration_ms)),
+            str(int(attempts)),
+            literal(applied_by),
+        )
+    )
+    return (
+        f"INSERT INTO {db.ledger} (version, name, checksum, duration_ms, attempts, applied_by)"
+        f" VALUES ({values})"
+    )
+
+
 def read_one(conn: Connection, db: MigrationDatabase, version: str) -> AppliedMigration | None:
     row = conn.execute(
         text(f"{_select(db)} WHERE version = :version"), {"version": version}

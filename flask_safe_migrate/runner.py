@@ -32,6 +32,7 @@ import typing as t
 
 from sqlalchemy import text
 
+from . import rawsql
 from .classify import Transience
 from .classify import first_line
 from .classify import is_database_error
@@ -56,12 +57,15 @@ from .lease import unique_holder
 from .ledger import AppliedMigration
 from .ledger import ensure_tables
 from .ledger import insert_row
+from .ledger import insert_sql
 from .ledger import read_applied
 from .ledger import read_applied_raw
 from .ledger import read_one
+from .ledger import select_one_sql
 from .loader import Migration
 from .loader import discover
 from .log import logger
+from .rawsql import literal
 from .units import RAW
 from .units import Autocommit
 from .units import FailureSite
@@ -520,6 +524,7 @@ class Runner:
                 engine,
                 lambda conn: read_applied(conn, self.db),
                 policy=self.policy,
+                transaction=False,  # one SELECT; and the kept connection stays in autocommit
                 label="reading the migration ledger",
                 keeper=self._kept,
                 keep=True,
@@ -609,18 +614,19 @@ class Runner:
         return self.statement_timeout_ms if own is None else own
 
     def _set_locals(
-        self, conn: Connection, migration: Migration, lock_timeout_ms: int
+        self, conn: Connection, migration: Migration, lock_timeout_ms: int, *, begin: bool = False
     ) -> tuple[int, str] | None:
-        """READ COMMITTED and the ``SET LOCAL`` timeouts, in two round trips.
+        """READ COMMITTED and the ``SET LOCAL`` timeouts, in one round trip.
+
+        With ``begin`` the transaction is opened here too (``BEGIN ISOLATION
+        LEVEL READ COMMITTED``, for a connection in driver autocommit); else
+        it is the driver's, and ``SET TRANSACTION`` sets its isolation.
 
         :returns: on Postgres, this attempt's backend pid and transaction id
-            (fetched by the same query, so they cost nothing extra).
+            (fetched by the same message, so they cost nothing extra).
         """
         if not self.db.is_postgres:
             return None
-        # Forced whatever the role's default: a REPEATABLE READ snapshot would
-        # hide a ledger row committed by the attempt whose reply was lost.
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         settings = {"lock_timeout": format_ms(lock_timeout_ms)}
         statement_timeout = self.statement_timeout_for(migration)
         if statement_timeout is not None:
@@ -629,15 +635,19 @@ class Runner:
             # Lets the server notice a vanished client during a long statement
             # and free its locks, instead of running on as an orphan.
             settings["client_connection_check_interval"] = "1000ms"
-        # One round trip for all of them (SET LOCAL cannot take parameters).
-        calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
-        params: dict[str, str] = {}
-        for i, (name, value) in enumerate(settings.items()):
-            params[f"n{i}"], params[f"v{i}"] = name, value
-        row = conn.execute(
-            text(f"SELECT {calls}, pg_backend_pid(), CAST(pg_current_xact_id() AS text)"), params
-        ).one()
-        return int(row[-2]), str(row[-1])
+        calls = ", ".join(
+            f"set_config({literal(name)}, {literal(value)}, true)"
+            for name, value in settings.items()
+        )
+        # Forced whatever the role's default: a REPEATABLE READ snapshot would
+        # hide a ledger row committed by the attempt whose reply was lost.
+        isolation = "BEGIN" if begin else "SET TRANSACTION"
+        ((pid, xid, *_),) = rawsql.run(
+            conn,
+            f"{isolation} ISOLATION LEVEL READ COMMITTED;"
+            f" SELECT pg_backend_pid(), CAST(pg_current_xact_id() AS text), {calls}",
+        )
+        return int(pid), str(xid)
 
     def _start_unit(
         self,
@@ -645,24 +655,45 @@ class Runner:
         migration: Migration,
         lock_timeout_ms: int,
         orphans: list[tuple[int, str]],
-    ) -> None:
+    ) -> AppliedMigration | None:
         """Begin one attempt of a transactional unit (a migration, or its down part).
 
-        After a client-side cut the server backend of an earlier attempt may
-        run on (or sit idle in its transaction), holding its locks: those in
-        ``orphans`` are ended first. This attempt's own backend is added to
-        ``orphans`` *before* it waits for the advisory lock, so an attempt cut
-        while waiting (or whose lock reply was lost) is still known to the next
-        one. Then the advisory xact lock, the second line of exclusion after
-        the lease.
+        On Postgres the attempt opens its own transaction (the connection is
+        in driver autocommit; :meth:`_commit` ends it), so the ``BEGIN``, the
+        isolation level, the ``SET LOCAL`` settings and the backend's pid and
+        transaction id take one round trip. After a client-side cut the server
+        backend of an earlier attempt may run on (or sit idle in its
+        transaction), holding its locks: those in ``orphans`` are ended next.
+        This attempt's own backend is added to ``orphans`` *before* it waits
+        for the advisory lock, so an attempt cut while waiting (or whose lock
+        reply was lost) is still known to the next one. Then the advisory xact
+        lock, the second line of exclusion after the lease, and the migration's
+        ledger row, read by the same message: under READ COMMITTED every
+        statement of a message takes its own snapshot when it starts, so the
+        re-read sees whatever was committed before the lock was granted.
+
+        :returns: the ledger row of ``migration`` as it is once the lock is held.
         """
-        backend = self._set_locals(conn, migration, lock_timeout_ms)
-        if backend is None:
-            return
+        backend = self._set_locals(conn, migration, lock_timeout_ms, begin=True)
+        if backend is None:  # SQLite: BEGIN IMMEDIATE (see engines.py) already excludes
+            return read_one(conn, self.db, migration.version)
         if orphans:
             self._terminate_orphans(conn, orphans)
         orphans.append(backend)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self.db.lock_key})
+        rows = rawsql.run(
+            conn,
+            f"SELECT pg_advisory_xact_lock({int(self.db.lock_key)});"
+            f" {select_one_sql(self.db, migration.version)}",
+        )
+        return AppliedMigration(*rows[0]) if rows else None
+
+    def _commit(self, conn: Connection) -> None:
+        """Commit the unit's transaction (on Postgres the runner's own, see :meth:`_start_unit`)."""
+        if not self.db.is_postgres:
+            return  # the executor's transaction (conn.begin()), committed when the attempt returns
+        rawsql.run(conn, "COMMIT")
+        if conn.in_transaction():
+            conn.commit()  # SQLAlchemy's own bookkeeping; the driver has nothing left to commit
 
     def _terminate_orphans(self, conn: Connection, orphans: list[tuple[int, str]]) -> None:
         """End earlier attempts' backends that are still inside those attempts' transactions.
@@ -670,15 +701,15 @@ class Runner:
         Matching on the transaction id (not the pid alone) means a pooler's
         reused server connection serving someone else is never hit.
         """
-        ended = conn.execute(
-            text(
-                "SELECT a.pid, pg_terminate_backend(a.pid) FROM pg_stat_activity a"
-                " JOIN unnest(CAST(:pids AS integer[]), CAST(:xids AS text[])) AS o(pid, xid)"
-                " ON a.pid = o.pid AND a.backend_xid = xid(CAST(o.xid AS xid8))"
-                " WHERE a.pid <> pg_backend_pid()"
-            ),
-            {"pids": [pid for pid, _ in orphans], "xids": [xid for _, xid in orphans]},
-        ).all()
+        pids = ", ".join(str(int(pid)) for pid, _ in orphans)
+        xids = ", ".join(literal(xid) for _, xid in orphans)
+        ended = rawsql.run(
+            conn,
+            "SELECT a.pid, pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+            f" JOIN unnest(ARRAY[{pids}]::integer[], ARRAY[{xids}]::text[]) AS o(pid, xid)"
+            " ON a.pid = o.pid AND a.backend_xid = xid(CAST(o.xid AS xid8))"
+            " WHERE a.pid <> pg_backend_pid()",
+        )
         for pid, _ in ended:
             logger.warning(
                 "terminated backend %s: an earlier attempt cut off on the client side was still"
@@ -695,6 +726,7 @@ class Runner:
         label: str,
         reverting: bool = False,
         keep: bool = False,
+        found: list[AppliedMigration | None] | None = None,
     ) -> tuple[T, int]:
         """Run ``body`` as one transactional unit of retry: a migration, or its down part.
 
@@ -705,7 +737,9 @@ class Runner:
         During :meth:`run` the first attempt may start on the connection the
         previous migration committed on, and with ``keep`` (nothing ``body``
         runs can outlive its transaction on the session) this unit's
-        connection is kept for the next one.
+        connection is kept for the next one. ``found``, if given, holds the
+        attempt's ledger row of ``migration`` (read once the lock was granted)
+        while ``body`` runs.
         A lock timeout grows the next attempt's ``lock_timeout`` (see
         :func:`lock_timeout_schedule`). A non-transient error becomes a
         :class:`MigrationError` naming the file, the statement ``body`` was at
@@ -722,8 +756,12 @@ class Runner:
             count["attempt"] += 1
             site.clear()
             lock_timeout = lock_timeout_schedule(base, count["lock_failures"])
-            self._start_unit(conn, migration, lock_timeout, orphans)
-            return body(conn, site, count["attempt"])
+            row = self._start_unit(conn, migration, lock_timeout, orphans)
+            if found is not None:
+                found[:] = [row]
+            result = body(conn, site, count["attempt"])
+            self._commit(conn)
+            return result
 
         def note_retry(attempt: Attempt) -> None:
             if attempt.transience is Transience.LOCK_TIMEOUT:
@@ -742,6 +780,9 @@ class Runner:
                 self.db.engine,
                 work,
                 policy=self.policy,
+                # Postgres: the unit opens and commits its own transaction (one
+                # round trip fewer); SQLite: BEGIN IMMEDIATE, see engines.py.
+                transaction=not self.db.is_postgres,
                 on_retry=note_retry,
                 label=label,
                 keeper=self._kept,
@@ -783,10 +824,12 @@ class Runner:
         on_retry: t.Callable[[Attempt], None],
         started: float,
     ) -> tuple[t.Literal["applied", "already_applied"], int]:
+        found: list[AppliedMigration | None] = [None]
+
         def body(
             conn: Connection, site: FailureSite, attempt: int
         ) -> t.Literal["applied", "already_applied"]:
-            existing = read_one(conn, self.db, migration.version)
+            existing = found[0]
             if existing is not None:
                 # Applied by another instance, or by our own earlier attempt
                 # whose COMMIT reply was lost: done, not re-run.
@@ -812,6 +855,7 @@ class Runner:
             on_retry=on_retry,
             label=f"migration {migration.version}_{migration.name}",
             keep=leaves_session_clean(statements),
+            found=found,
         )
 
     def _record(
@@ -823,6 +867,18 @@ class Runner:
         *,
         if_absent: bool = False,
     ) -> None:
+        if self.db.is_postgres and not if_absent:
+            sql = insert_sql(
+                self.db,
+                version=migration.version,
+                name=migration.name,
+                checksum=migration.checksum,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                attempts=attempts,
+                applied_by=self.applied_by,
+            )
+            rawsql.run(conn, sql)
+            return
         insert_row(
             conn,
             self.db,

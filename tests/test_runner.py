@@ -18,6 +18,8 @@ from tests.helpers import ledger
 from tests.helpers import make_app
 from tests.helpers import scalar
 from tests.helpers import write_migrations
+from tests.infra.postgres import DRIVERS
+from tests.infra.postgres import with_driver
 
 BASIC = {
     "0001_create_leads.sql": "-- leads\nCREATE TABLE leads (id serial PRIMARY KEY, email text NOT NULL);\n"
@@ -381,8 +383,9 @@ CARRY_OVER = {
 }
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_a_connection_is_carried_to_the_next_migration_only_when_its_session_is_clean(
-    pg_url, tmp_path
+    pg_url, tmp_path, driver
 ) -> None:
     """Consecutive migrations share a connection while each leaves nothing in the session.
 
@@ -390,7 +393,7 @@ def test_a_connection_is_carried_to_the_next_migration_only_when_its_session_is_
     next migration starts on a new backend that has none of it (the second
     CREATE TEMP TABLE would fail on the same session).
     """
-    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", CARRY_OVER))
+    app, ext = make_app(with_driver(pg_url, driver), write_migrations(tmp_path / "m", CARRY_OVER))
     assert [o.state for o in ext.upgrade(app)] == ["applied"] * len(CARRY_OVER)
     engine = sa.create_engine(pg_url, poolclass=NullPool)
     with engine.connect() as conn:

@@ -50,7 +50,9 @@ from tests.helpers import scalar
 from tests.helpers import write_migrations
 from tests.infra.pgbouncer import PgBouncer
 from tests.infra.postgres import APP_USER
+from tests.infra.postgres import DRIVERS
 from tests.infra.postgres import TlsCluster
+from tests.infra.postgres import with_driver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -412,8 +414,9 @@ def test_every_commit_reply_lost_with_repeatable_read_default(
     _lose_every_commit_reply(tls_cluster, tls_db, directory)
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_reread_sees_a_row_committed_while_waiting_for_the_advisory_lock_under_repeatable_read(
-    tls_cluster: TlsCluster, tls_db: str, tmp_path: Path
+    tls_cluster: TlsCluster, tls_db: str, tmp_path: Path, driver: str
 ) -> None:
     """Injects: a database whose default isolation is REPEATABLE READ, and a competing "instance"
     (a second connection) that holds the migration advisory lock while the runner's transaction
@@ -421,6 +424,10 @@ def test_reread_sees_a_row_committed_while_waiting_for_the_advisory_lock_under_r
     and releases the lock. This is the race the ledger re-read exists for (the lease expired or was
     lost); under REPEATABLE READ the runner's snapshot would be taken by its ``SET LOCAL`` query,
     before the lock wait, and would not see the other instance's row.
+
+    The lock and the re-read travel in one message (``SELECT pg_advisory_xact_lock(...); SELECT
+    ... FROM ledger``): this is the proof that the re-read's snapshot is taken after the lock was
+    granted (each statement of a message takes its own under READ COMMITTED). Both drivers.
 
     Checks: the runner forces READ COMMITTED: 0002 is reported ``already_applied`` in one attempt
     (no retry that would take a fresh snapshot), its statements did not run again (no "relation
@@ -436,7 +443,12 @@ def test_reread_sees_a_row_committed_while_waiting_for_the_advisory_lock_under_r
     )
     reference = clean_fingerprint(tls_cluster, directory)
     url = tls_cluster.app_url(tls_db)
-    app, ext = make_app(url, directory, SAFE_MIGRATE_LOCK_TIMEOUT="30s", SAFE_MIGRATE_LEASE_TTL=600)
+    app, ext = make_app(
+        with_driver(url, driver),
+        directory,
+        SAFE_MIGRATE_LOCK_TIMEOUT="30s",
+        SAFE_MIGRATE_LEASE_TTL=600,
+    )
     assert [o.version for o in ext.upgrade(app, to="0001")] == ["0001"]
 
     db = MigrationDatabase(url)
