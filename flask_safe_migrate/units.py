@@ -114,20 +114,30 @@ def leaves_session_clean(statements: list[Statement] | None) -> bool:
         return statements is not None
     for statement in statements:
         kind, node = statement.node_type, statement.node
-        if kind == "VariableSetStmt" and node is not None and node.get("is_local"):
+        if node is None:
+            return False
+        # A temporary relation needs TEMP/TEMPORARY or the pg_temp schema in the text
+        # (even SET LOCAL search_path TO pg_temp makes CREATE TABLE create one).
+        if "temp" in statement.sql.lower() and (
+            kind == "VariableSetStmt" or _mentions_temporary(node)
+        ):
+            return False
+        if kind == "VariableSetStmt" and node.get("is_local"):
             continue
-        if kind not in _SESSION_NEUTRAL or node is None or _mentions_temporary(node):
+        if kind not in _SESSION_NEUTRAL:
             return False
     return True
 
 
 def _mentions_temporary(node: t.Any) -> bool:
-    """Whether a parse tree names a temporary relation (``relpersistence`` ``t``) anywhere."""
+    """Whether a parse tree names a temporary relation (``TEMP``, or in ``pg_temp``) anywhere."""
     stack = [node]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            if item.get("relpersistence") == "t":
+            if item.get("relpersistence") == "t" or str(item.get("schemaname", "")).startswith(
+                "pg_temp"
+            ):
                 return True
             stack.extend(item.values())
         elif isinstance(item, list):

@@ -408,3 +408,40 @@ def test_a_connection_is_carried_to_the_next_migration_only_when_its_session_is_
     assert pid["0007"] != pid["0006"], "a Python migration ends the carry-over"
     assert pid["0008"] == pid["0007"], "SET LOCAL ends with its transaction"
     assert rows["0008"][1] == '"$user", public'
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_the_ledger_duration_covers_the_last_statement(pg_url, tmp_path, driver) -> None:
+    """The ledger row is sent with the last statement; its duration still includes that statement."""
+    files = {"0001_slow.sql": "CREATE TABLE t (a int);\nSELECT pg_sleep(0.3);\n"}
+    app, ext = make_app(with_driver(pg_url, driver), write_migrations(tmp_path / "m", files))
+    (outcome,) = ext.upgrade(app)
+    recorded = scalar(pg_url, "SELECT duration_ms FROM safe_migrate_ledger WHERE version = '0001'")
+    assert 300 <= recorded <= outcome.duration_ms + 50, (recorded, outcome)
+
+
+@pytest.mark.parametrize(
+    ("sql", "clean"),
+    [
+        ("CREATE TABLE a (x int); CREATE INDEX a_x ON a (x); INSERT INTO a VALUES (1)", True),
+        ("ALTER TABLE a ADD COLUMN y int; UPDATE a SET y = 1; COMMENT ON TABLE a IS 't'", True),
+        ("CREATE TABLE attempts (x int)", True),  # "temp" in a name is not a temporary table
+        ("SET LOCAL lock_timeout = '1s'", True),
+        ("SET search_path TO a", False),
+        ("RESET ALL", False),
+        ("SET ROLE owner", False),
+        ("SELECT 1", False),
+        ("DO $$ BEGIN PERFORM set_config('x.y', '1', false); END $$", False),
+        ("CREATE TEMP TABLE t (x int) ON COMMIT DROP", False),
+        ("CREATE TABLE pg_temp.t (x int)", False),
+        ("SET LOCAL search_path TO pg_temp, public; CREATE TABLE t (x int)", False),
+        ("LISTEN channel", False),
+        ("PREPARE q AS SELECT 1", False),
+    ],
+)
+def test_what_may_leave_state_in_the_session(sql, clean) -> None:
+    from flask_safe_migrate.sqlsplit import split_sql
+    from flask_safe_migrate.units import leaves_session_clean
+
+    assert leaves_session_clean(split_sql(sql)) is clean
+    assert leaves_session_clean(None) is False  # a Python migration may do anything
