@@ -126,6 +126,27 @@ class Context:
         """The statements of the unit after this one."""
         return self.unit.statements[self.index + 1 :]
 
+    def added_earlier(self, name: str, contype: str) -> SqlStatement | None:
+        """The earlier statement of this unit that added constraint ``name`` of ``contype``.
+
+        A ``VALIDATE CONSTRAINT`` in the same transaction as its ``ADD ... NOT
+        VALID`` keeps the add's strong lock for the whole scan, which is what
+        splitting the two was meant to avoid.
+        """
+        from ._sql import alter_commands
+
+        for earlier in self.earlier():
+            if earlier.node_type != "AlterTableStmt":
+                continue
+            for added in alter_commands(earlier.node):
+                definition = (added.get("def") or {}).get("Constraint") or {}
+                if (
+                    definition.get("contype") == contype
+                    and str(definition.get("conname") or "").lower() == name
+                ):
+                    return earlier
+        return None
+
     @staticmethod
     def finding(
         rule: Rule, stmt: SqlStatement, message: str, *, severity: Severity | None = None

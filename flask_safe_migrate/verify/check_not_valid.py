@@ -69,22 +69,15 @@ def check(stmt: SqlStatement, ctx: Context) -> t.Iterator[Finding]:
             )
         if cmd.get("subtype") == "AT_ValidateConstraint" and ctx.unit.transactional:
             name = str(cmd.get("name") or "").lower()
-            for earlier in ctx.earlier():
-                if earlier.node_type != "AlterTableStmt":
-                    continue
-                for added in alter_commands(earlier.node):
-                    definition = (added.get("def") or {}).get("Constraint") or {}
-                    if (
-                        definition.get("contype") == "CONSTR_CHECK"
-                        and str(definition.get("conname") or "").lower() == name
-                    ):
-                        yield ctx.finding(
-                            RULE,
-                            stmt,
-                            f"{name} is validated in the same transaction that added it NOT "
-                            f"VALID (line {earlier.line}): the add's ACCESS EXCLUSIVE lock is "
-                            "held during the whole scan",
-                        )
+            earlier = ctx.added_earlier(name, "CONSTR_CHECK")
+            if earlier is not None:
+                yield ctx.finding(
+                    RULE,
+                    stmt,
+                    f"{name} is validated in the same transaction that added it NOT "
+                    f"VALID (line {earlier.line}): the add's ACCESS EXCLUSIVE lock is "
+                    "held during the whole scan",
+                )
     for column, constraint in column_constraints(stmt.node):
         if constraint.get("contype") == "CONSTR_CHECK":
             yield ctx.finding(
