@@ -28,7 +28,6 @@ import logging
 import time
 import typing as t
 
-import tenacity
 from sqlalchemy import text
 
 from .classify import Transience
@@ -39,6 +38,7 @@ from .errors import RetriesExhausted
 from .log import logger
 
 if t.TYPE_CHECKING:
+    import tenacity
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine import Engine
     from sqlalchemy.engine import Row
@@ -139,20 +139,18 @@ def backend_pid(conn: Connection) -> int | None:
     return int(pid) if isinstance(pid, int) else None
 
 
-class _Stop(tenacity.stop.stop_base):
+def _stop(policy: RetryPolicy, started: float) -> t.Callable[[tenacity.RetryCallState], bool]:
     """Stop after ``max_attempts``, or when the next attempt would start past the deadline."""
 
-    def __init__(self, policy: RetryPolicy, started: float) -> None:
-        self.policy = policy
-        self.started = started
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        if retry_state.attempt_number >= self.policy.max_attempts:
+    def stop(retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number >= policy.max_attempts:
             return True
-        if self.policy.deadline is None:
+        if policy.deadline is None:
             return False
-        elapsed = self.policy.clock() - self.started
-        return elapsed + (retry_state.upcoming_sleep or 0.0) >= self.policy.deadline
+        elapsed = policy.clock() - started
+        return elapsed + (retry_state.upcoming_sleep or 0.0) >= policy.deadline
+
+    return stop
 
 
 class AttemptFailed(Exception):
@@ -204,6 +202,9 @@ def retry_call(
     return _retry(noted, policy=policy, on_retry=on_retry, label=label)
 
 
+_DEFAULT_POLICY = RetryPolicy()
+
+
 def _retry(
     attempt: t.Callable[[int, _AttemptNotes], T],
     *,
@@ -211,7 +212,7 @@ def _retry(
     on_retry: t.Callable[[Attempt], None] | None,
     label: str,
 ) -> tuple[T, tuple[Attempt, ...]]:
-    policy = policy or RetryPolicy()
+    policy = policy or _DEFAULT_POLICY
     attempts: list[Attempt] = []
     started = policy.clock()
 
@@ -231,6 +232,45 @@ def _retry(
         attempts.append(record)
         _log_success(label, record, policy)
         return result
+
+    # The first attempt runs without any retry machinery: almost every call
+    # succeeds there, or fails with an error that is not retried.
+    try:
+        return attempt_once(), tuple(attempts)
+    except Exception as exc:
+        if attempts[-1].transience is None:
+            raise
+        first_failure: Exception | None = exc
+
+    def replay_then_attempt() -> T:
+        """For tenacity: attempt 1 is the failure above (raised again, not rerun), then run."""
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return attempt_once()
+
+    return _retry_after_failure(
+        replay_then_attempt,
+        attempts,
+        policy=policy,
+        on_retry=on_retry,
+        label=label,
+        started=started,
+    )
+
+
+def _retry_after_failure(
+    attempt_once: t.Callable[[], T],
+    attempts: list[Attempt],
+    *,
+    policy: RetryPolicy,
+    on_retry: t.Callable[[Attempt], None] | None,
+    label: str,
+    started: float,
+) -> tuple[T, tuple[Attempt, ...]]:
+    """The retry loop, built once an attempt failed transiently; tenacity gives the schedule."""
+    import tenacity
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         sleep = retry_state.upcoming_sleep
@@ -262,7 +302,7 @@ def _retry(
             on_retry(last)
 
     retrying = tenacity.Retrying(
-        stop=_Stop(policy, started),
+        stop=_stop(policy, started),
         wait=tenacity.wait_random_exponential(
             multiplier=policy.backoff_base, max=policy.backoff_cap
         ),
