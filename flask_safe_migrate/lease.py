@@ -12,7 +12,12 @@ Why a lease and not a lock held for the whole run:
 
 So the holder writes ``(holder, expires_at)`` into a one-row table, renews it
 from a heartbeat thread, and deletes it when done. Waiters poll with short
-transactions. A killed holder strands nothing: its lease simply expires.
+transactions (autocommit: one message, one transaction, nothing open between
+polls) on one connection each, kept open while they wait: a dozen booting
+instances must not open a TLS connection per poll (through a transaction
+pooler an idle client connection holds no server connection). Their polls
+back off gently, with jitter, up to :data:`POLL_CAP` seconds. A killed holder
+strands nothing: its lease simply expires.
 The lease is the first line of defence; each migration transaction also
 takes a transaction-level advisory lock and re-reads the ledger, and the
 ledger's unique version is the last.
@@ -28,7 +33,9 @@ import typing as t
 
 from sqlalchemy import text
 
+from . import rawsql
 from .errors import SafeMigrateError
+from .executor import ConnectionKeeper
 from .executor import RetryPolicy
 from .executor import run_with_retry
 from .log import logger
@@ -37,6 +44,14 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .database import MigrationDatabase
+
+
+#: Seconds between a waiter's first polls of a held lease; each wait is drawn from
+#: [interval/2, interval] (jitter: booting instances must not poll in step), and the
+#: interval grows by POLL_GROWTH up to POLL_CAP.
+POLL_FIRST = 0.1
+POLL_GROWTH = 1.5
+POLL_CAP = 1.0
 
 
 def unique_holder(who: str) -> str:
@@ -82,8 +97,21 @@ class Lease:
     # -- one short transaction each ------------------------------------------
 
     def _try_take(self, conn: Connection) -> str | None:
+        """Take (or refresh) the lease if it is free, expired or ours; else who holds it."""
         now = _now(self.db)
         table = self.db.lease_table
+        if self.db.is_postgres:
+            # One message, one (implicit) transaction: the upsert, then who holds it now.
+            ((holder,),) = rawsql.run(
+                conn,
+                f"INSERT INTO {table} AS lease (id, holder, acquired_at, expires_at)"
+                f" VALUES (1, {rawsql.literal(self.holder)}, {now}, {now} + {float(self.ttl)!r})"
+                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,"
+                " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at"
+                f" WHERE lease.expires_at < {now} OR lease.holder = excluded.holder;"
+                f" SELECT holder FROM {table} WHERE id = 1",
+            )
+            return None if holder == self.holder else str(holder)
         taken = conn.execute(
             text(
                 f"INSERT INTO {table} AS lease (id, holder, acquired_at, expires_at)"
@@ -100,20 +128,43 @@ class Lease:
         row = conn.execute(text(f"SELECT holder FROM {table} WHERE id = 1")).first()
         return str(row[0]) if row is not None else "unknown"
 
-    def acquire(self, *, on_wait: t.Callable[[str], None] | None = None) -> float:
+    def acquire(
+        self,
+        *,
+        on_wait: t.Callable[[str], None] | None = None,
+        keeper: ConnectionKeeper | None = None,
+    ) -> float:
         """Take the lease, polling while another instance holds it.
+
+        Every poll runs on the same connection while it stays healthy (a
+        failed one is replaced, as any retry is). With a ``keeper`` (the
+        runner's) that connection is left to it, for the work that follows;
+        without, it is closed before returning.
 
         :returns: seconds spent waiting.
         :raises LeaseTimeout: still held by another instance at the deadline.
         """
+        own = keeper is None
+        polls = keeper if keeper is not None else ConnectionKeeper()
+        try:
+            return self._poll(on_wait, polls)
+        finally:
+            if own:
+                polls.close()
+
+    def _poll(self, on_wait: t.Callable[[str], None] | None, keeper: ConnectionKeeper) -> float:
         started = time.monotonic()
         announced = None
+        interval = POLL_FIRST
         while True:
             other, _ = run_with_retry(
                 self.db.engine,
                 self._try_take,
                 policy=self.policy,
+                transaction=not self.db.is_postgres,
                 label="taking the migration lease",
+                keeper=keeper if self.db.is_postgres else None,
+                keep=True,
             )
             if other is None:
                 self._start_heartbeat()
@@ -131,8 +182,9 @@ class Lease:
                 if on_wait is not None:
                     on_wait(other)
                 announced = other
-            # Short, jittered polls: a dozen booting instances must not poll in step.
-            time.sleep(random.uniform(0.1, 0.5))
+            # Jittered, gently growing polls: a dozen booting instances must not poll in step.
+            time.sleep(random.uniform(interval / 2, interval))
+            interval = min(interval * POLL_GROWTH, POLL_CAP)
 
     def renew(self) -> bool:
         """Push the expiry forward; ``False`` if the lease is no longer ours."""
@@ -153,8 +205,11 @@ class Lease:
         )
         return renewed == 1
 
-    def release(self) -> None:
-        """Give the lease up (best effort: if this fails, it expires by itself)."""
+    def release(self, *, keeper: ConnectionKeeper | None = None) -> None:
+        """Give the lease up (best effort: if this fails, it expires by itself).
+
+        With a ``keeper``, on the connection it keeps (if any), left to it.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -171,7 +226,10 @@ class Lease:
                 self.db.engine,
                 work,
                 policy=self.policy.replace(max_attempts=3),
+                transaction=keeper is None,
                 label="releasing the migration lease",
+                keeper=keeper,
+                keep=True,
             )
         except Exception as exc:  # the lease expires by itself
             logger.warning(

@@ -516,7 +516,8 @@ class Runner:
             )
         step[0] = "taking the migration lease"
         lease = Lease(self.db, self.holder, ttl=self.lease_ttl, policy=self.policy)
-        lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)))
+        # Polls on the connection the run then goes on with.
+        lease.acquire(on_wait=lambda other: emit(Event("waiting", detail=other)), keeper=self._kept)
         try:
             # Another instance may have applied some while we waited.
             step[0] = "reading the migration ledger"
@@ -541,7 +542,7 @@ class Runner:
                 _log_migration(outcome)
                 emit(Event(outcome.state, migration.version, migration.name, outcome=outcome))
         finally:
-            lease.release()
+            lease.release(keeper=self._kept)
 
     def _apply(
         self,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+import typing as t
 
 import pytest
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from flask_safe_migrate import ChecksumDriftError
@@ -445,3 +448,65 @@ def test_what_may_leave_state_in_the_session(sql, clean) -> None:
 
     assert leaves_session_clean(split_sql(sql)) is clean
     assert leaves_session_clean(None) is False  # a Python migration may do anything
+
+
+def test_a_lease_waiter_polls_on_one_connection_outside_any_transaction(pg_url, tmp_path) -> None:
+    """A waiter keeps one connection for all its polls (no TLS handshake per poll), in autocommit."""
+    from flask_safe_migrate.executor import RetryPolicy
+    from flask_safe_migrate.lease import Lease
+    from flask_safe_migrate.lease import LeaseTimeout
+
+    app, ext = make_app(pg_url, write_migrations(tmp_path / "m", BASIC))
+    ext.upgrade(app, to="0001")  # creates the ledger and lease tables
+    holder = ext.runner(app)
+    held = Lease(holder.db, holder.holder)
+    held.acquire()
+    states: list[str] = []
+    try:
+        with FaultProxy.for_url(pg_url) as proxy:
+            waiter = ext.runner(app, bind=None)
+            waiter.db.url = make_url(proxy.url(pg_url))
+            lease = Lease(waiter.db, waiter.holder, policy=RetryPolicy(deadline=2.5))
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    states.extend(
+                        str(s)
+                        for s in scalar_all(
+                            pg_url,
+                            "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND pid <> pg_backend_pid() AND application_name LIKE"
+                            " 'flask-safe-migrate%'",
+                        )
+                    )
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            try:
+                with pytest.raises(LeaseTimeout, match=holder.holder):
+                    lease.acquire()
+            finally:
+                done.set()
+                sampler.join()
+            polls = [e for e in proxy.events if e.kind == "query" and "_lease" in e.detail]
+            connects = [e for e in proxy.events if e.kind == "connect"]
+            waiter.db.dispose()
+    finally:
+        held.release()
+        holder.db.dispose()
+    assert len(polls) >= 4, polls  # it waited, polling
+    assert len({e.conn for e in polls}) == 1 and len(connects) == 1, (polls, connects)
+    assert states and not [s for s in states if s.startswith("idle in transaction")], states
+
+
+def scalar_all(url: str, sql: str) -> list[t.Any]:
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.exec_driver_sql(sql, execution_options={"no_parameters": True}).scalars()
+            )
+    finally:
+        engine.dispose()
