@@ -23,6 +23,7 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.engine import Engine
 
+    from .database import MigrationDatabase
     from .loader import Migration
     from .runner import Event
     from .runner import Outcome
@@ -241,21 +242,28 @@ class SafeMigrate:
             self.migration_url(app, bind=bind), connect_timeout=settings.connect_timeout
         )
 
-    def runner(self, app: Flask | None = None, *, bind: str | None = None) -> Runner:
-        """A :class:`~.runner.Runner` for the app's migrations (or a bind's, from ``<directory>/<bind>``)."""
+    def _directory_of(self, app: Flask | None, bind: str | None) -> str:
+        directory = self.migrations_directory(app)
+        return directory if bind is None else os.path.join(directory, bind)
+
+    def _database(self, app: Flask | None, bind: str | None) -> MigrationDatabase:
         from .database import MigrationDatabase
-        from .runner import Runner
 
         settings = self.settings(app)
-        directory = self.migrations_directory(app)
-        if bind is not None:
-            directory = os.path.join(directory, bind)
-        db = MigrationDatabase(
+        return MigrationDatabase(
             self.migration_url(app, bind=bind),
             ledger_table=settings.ledger_table,
             ledger_schema=settings.ledger_schema,
             connect_timeout=settings.connect_timeout,
         )
+
+    def runner(self, app: Flask | None = None, *, bind: str | None = None) -> Runner:
+        """A :class:`~.runner.Runner` for the app's migrations (or a bind's, from ``<directory>/<bind>``)."""
+        from .runner import Runner
+
+        settings = self.settings(app)
+        directory = self._directory_of(app, bind)
+        db = self._database(app, bind)
         return Runner(
             db,
             directory,
@@ -299,5 +307,14 @@ class SafeMigrate:
             runner.db.dispose()
 
     def pending(self, app: Flask | None = None, *, bind: str | None = None) -> list[Migration]:
-        """Migrations not yet applied (one query)."""
-        return self.status(app, bind=bind).pending
+        """Migrations not yet applied (one query; applied files are not even read).
+
+        Checksum drift of applied files does not show here: see :meth:`status`.
+        """
+        from .pending import pending_migrations
+
+        return pending_migrations(
+            self._database(app, bind),
+            self._directory_of(app, bind),
+            self.settings(app).retry_policy(),
+        )

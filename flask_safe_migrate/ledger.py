@@ -101,6 +101,21 @@ def read_applied_raw(raw_conn: t.Any, db: MigrationDatabase) -> dict[str, Applie
     return {row[0]: AppliedMigration(*row) for row in rows}
 
 
+def read_versions_raw(raw_conn: t.Any, db: MigrationDatabase) -> set[str] | None:
+    """The applied versions alone, with one query on a raw driver connection; ``None``: no ledger."""
+    cursor = raw_conn.cursor()
+    try:
+        cursor.execute(f"SELECT version FROM {db.ledger}")
+        rows = cursor.fetchall()
+    except Exception as exc:
+        if _is_missing_table(exc):
+            return None
+        raise
+    finally:
+        cursor.close()
+    return {row[0] for row in rows}
+
+
 def read_applied(conn: Connection, db: MigrationDatabase) -> dict[str, AppliedMigration]:
     """All ledger rows, on a SQLAlchemy connection (the tables must exist)."""
     return {row[0]: AppliedMigration(*row) for row in conn.exec_driver_sql(_select(db))}

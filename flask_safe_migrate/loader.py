@@ -23,7 +23,6 @@ by reading the file again, so what runs is exactly what the checksum covers.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib.util
 import inspect
@@ -38,11 +37,12 @@ import typing as t
 from .durations import ALLOWED as DURATION_FORMS
 from .durations import parse_duration_ms
 from .errors import MigrationSourceError
-from .sqlsplit import ALLOW_NON_IDEMPOTENT
-from .sqlsplit import NO_TRANSACTION_ALLOWED
-from .sqlsplit import Statement
-from .sqlsplit import idempotent_form
-from .sqlsplit import split_sql
+
+if t.TYPE_CHECKING:
+    from .sqlsplit import Statement
+
+# .sqlsplit (and sqlite3 under it) is imported only when SQL is parsed: listing
+# migrations, the hot path of every command and of the boot check, needs neither.
 
 #: A migration file name: version digits, ``_``, a lower-case name, ``.sql`` or ``.py``.
 MIGRATION_NAME = re.compile(r"^(\d+)_([a-z0-9_]+)\.(sql|py)$")
@@ -56,12 +56,24 @@ HEADER_DIRECTIVES: tuple[str, ...] = (
     "-- safe-migrate: squashes=<version>,<version>,... (written by `squash`)",
 )
 
-#: Every ``-- safe-migrate:`` directive, with where it may appear.
-DIRECTIVES: tuple[str, ...] = (
-    *(f"{directive} (in the header)" for directive in HEADER_DIRECTIVES),
-    "-- safe-migrate: down (on its own line; starts the down part)",
-    f"{ALLOW_NON_IDEMPOTENT} (on a statement's first line or the comment line above it)",
-)
+
+def directives() -> tuple[str, ...]:
+    """Every ``-- safe-migrate:`` directive, with where it may appear."""
+    from .sqlsplit import ALLOW_NON_IDEMPOTENT
+
+    return (
+        *(f"{directive} (in the header)" for directive in HEADER_DIRECTIVES),
+        "-- safe-migrate: down (on its own line; starts the down part)",
+        f"{ALLOW_NON_IDEMPOTENT} (on a statement's first line or the comment line above it)",
+    )
+
+
+def __getattr__(name: str) -> t.Any:
+    """``DIRECTIVES``, built on first use (see :func:`directives`)."""
+    if name == "DIRECTIVES":
+        return directives()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _BOM = b"\xef\xbb\xbf"
 _DIRECTIVE = re.compile(r"--\s*safe-migrate\s*:\s*(?P<body>.*?)\s*$")
@@ -223,6 +235,8 @@ class Migration:
             refused in a no-transaction migration.
         :raises TypeError: this is a ``.py`` migration.
         """
+        from .sqlsplit import split_sql
+
         header = self._sql_header()
         statements = split_sql(self.up_sql, dialect=dialect, path=str(self.path))
         if not header.transactional and dialect == "postgresql":
@@ -235,6 +249,8 @@ class Migration:
         Line numbers are lines of the file. The no-transaction check applies
         here too: a down part that fails half-way is retried just the same.
         """
+        from .sqlsplit import split_sql
+
         header = self._sql_header()
         down = self.down_sql
         if down is None:
@@ -255,6 +271,10 @@ class Migration:
         return self._header
 
     def _check_idempotent(self, statements: list[Statement]) -> None:
+        from .sqlsplit import ALLOW_NON_IDEMPOTENT
+        from .sqlsplit import NO_TRANSACTION_ALLOWED
+        from .sqlsplit import idempotent_form
+
         for stmt in statements:
             if stmt.allow_non_idempotent is not None or idempotent_form(stmt) is not None:
                 continue
@@ -450,6 +470,28 @@ def discover(directory: str | os.PathLike[str]) -> list[Migration]:
         that cannot be read or is not UTF-8.
     """
     root = pathlib.Path(directory)
+    return [_read(root / name, match) for _, name, match in find_files(root)]
+
+
+class FoundFile(t.NamedTuple):
+    """A migration file found by :func:`find_files`, not read yet."""
+
+    number: int
+    name: str
+    match: re.Match[str]
+
+
+def find_files(directory: str | os.PathLike[str]) -> list[FoundFile]:
+    """The migration files of ``directory``, by version, checked by name only (none is read).
+
+    Every rule of :func:`discover` that names alone decide: bad names,
+    duplicate versions, a missing or an Alembic directory. For callers that
+    read only some of the files (``pending()`` reads only the unapplied ones).
+
+    :raises MigrationSourceError: as :func:`discover`, except for unreadable
+        files, which are not opened here.
+    """
+    root = pathlib.Path(directory)
     try:
         with os.scandir(root) as scan:
             entries = list(scan)
@@ -474,7 +516,7 @@ def discover(directory: str | os.PathLike[str]) -> list[Migration]:
 
     _refuse_alembic(root, entries)
 
-    by_number: dict[int, Migration] = {}
+    by_number: dict[int, FoundFile] = {}
     for entry in entries:
         name = entry.name
         if name.startswith(".") or name in ("__pycache__", "__init__.py"):
@@ -488,25 +530,30 @@ def discover(directory: str | os.PathLike[str]) -> list[Migration]:
             if name[:1].isdigit() or name.lower().endswith((".sql", ".py")):
                 raise MigrationSourceError(_bad_name_message(root / name), path=str(root / name))
             continue
-        path = root / name
         if not entry.is_file():
+            path = root / name
             raise MigrationSourceError(
                 f"{path}: has a migration's name but is not a readable file (a directory "
                 "or a broken symlink); rename or remove it",
                 path=str(path),
             )
-        migration = _read(path, match)
-        other = by_number.get(migration.number)
+        found = FoundFile(int(match[1]), name, match)
+        other = by_number.get(found.number)
         if other is not None:
-            first, second = sorted((other.path.name, name))
+            first, second = sorted((other.name, name))
             raise MigrationSourceError(
                 f"{root}: {first} and {second} have the same version "
-                f"{migration.number}; every migration needs its own number, so renumber "
+                f"{found.number}; every migration needs its own number, so renumber "
                 "one of them (if one of them is already applied, renumber the other)",
-                path=str(path),
+                path=str(root / name),
             )
-        by_number[migration.number] = migration
+        by_number[found.number] = found
     return [by_number[number] for number in sorted(by_number)]
+
+
+def read_found(directory: str | os.PathLike[str], found: FoundFile) -> Migration:
+    """Read one file listed by :func:`find_files` (checksum, header: as :func:`discover`)."""
+    return _read(pathlib.Path(directory) / found.name, found.match)
 
 
 def load_file(path: str | os.PathLike[str]) -> Migration:
@@ -626,11 +673,13 @@ def _scan_header(text: str, where: str) -> _SqlHeader:
         key = parsed["key"] if parsed else body
         value = parsed["value"] if parsed else None
         if key not in (*_HEADER_KEYS, "down"):
+            import difflib
+
             close = difflib.get_close_matches(key, (*_HEADER_KEYS, "down"), n=1)
             maybe = f" (did you mean {close[0]!r}?)" if close else ""
             raise MigrationSourceError(
                 f"{where}:{number}: unknown directive '-- safe-migrate: {body}'{maybe}; "
-                f"the allowed directives are: {'; '.join(DIRECTIVES)}",
+                f"the allowed directives are: {'; '.join(directives())}",
                 path=where,
             )
         if not stripped.startswith("--"):

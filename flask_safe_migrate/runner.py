@@ -112,6 +112,21 @@ _REFUSAL_HINTS = (
 )
 
 
+def refused(
+    db: MigrationDatabase, exc: Exception, doing: str, migration: Migration | None = None
+) -> Exception:
+    """``exc`` as a :class:`DatabaseRefused` if it is a raw driver error, else ``exc`` itself."""
+    if isinstance(exc, SafeMigrateError) or not is_database_error(exc):
+        return exc
+    during = f" (during migration {migration.version}_{migration.name})" if migration else ""
+    text = first_line(exc)
+    hint = next((h for marker, h in _REFUSAL_HINTS if marker in text.lower()), None)
+    return DatabaseRefused(
+        f"{display_url(db.url)}: {doing} failed{during}: {text}."
+        + (f" Fix: {hint}." if hint else "")
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MigrationState:
     """One line of ``status``: a file, a ledger row, or both."""
@@ -319,16 +334,7 @@ class Runner:
         return applied
 
     def _refused(self, exc: Exception, doing: str, migration: Migration | None = None) -> Exception:
-        """``exc`` as a :class:`DatabaseRefused` if it is a raw driver error, else ``exc`` itself."""
-        if isinstance(exc, SafeMigrateError) or not is_database_error(exc):
-            return exc
-        during = f" (during migration {migration.version}_{migration.name})" if migration else ""
-        text = first_line(exc)
-        hint = next((h for marker, h in _REFUSAL_HINTS if marker in text.lower()), None)
-        return DatabaseRefused(
-            f"{display_url(self.db.url)}: {doing} failed{during}: {text}."
-            + (f" Fix: {hint}." if hint else "")
-        )
+        return refused(self.db, exc, doing, migration)
 
     def status(self) -> Status:
         migrations = self.migrations()

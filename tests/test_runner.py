@@ -469,8 +469,15 @@ def test_a_lease_waiter_polls_on_one_connection_outside_any_transaction(pg_url, 
             lease = Lease(waiter.db, waiter.holder, policy=RetryPolicy(deadline=2.5))
             done = threading.Event()
 
+            def polled() -> bool:
+                return any(e.kind == "query" and "_lease" in e.detail for e in proxy.events)
+
             def sample() -> None:
+                # From the first poll on (not during SQLAlchemy's first-connect set-up).
                 while not done.is_set():
+                    if not polled():
+                        time.sleep(0.01)
+                        continue
                     states.extend(
                         str(s)
                         for s in scalar_all(
@@ -510,3 +517,44 @@ def scalar_all(url: str, sql: str) -> list[t.Any]:
             )
     finally:
         engine.dispose()
+
+
+def test_pending_costs_one_query_and_reads_only_the_unapplied_files(pg_url, tmp_path) -> None:
+    directory = write_migrations(tmp_path / "m", BASIC)
+    app, ext = make_app(pg_url, directory)
+    ext.upgrade(app, to="0002")
+    # An applied file that cannot even be decoded: pending() never opens it; status() does.
+    (tmp_path / "m" / "0001_create_leads.sql").write_bytes(b"-- \xff\n")
+    with FaultProxy.for_url(pg_url) as proxy:
+        app2, ext2 = make_app(proxy.url(pg_url), directory)
+        assert [m.version for m in ext2.pending(app2)] == ["0003"]
+        queries = [e.detail for e in proxy.events if e.kind == "query"]
+    assert queries == ['SELECT version FROM "safe_migrate_ledger"'], queries
+    with pytest.raises(MigrationSourceError, match="not valid UTF-8"):
+        ext.status(app)
+    (tmp_path / "m" / "4-bad.sql").write_text("select 1;")
+    with pytest.raises(MigrationSourceError, match="4-bad.sql"):
+        ext.pending(app)
+
+
+def test_pending_counts_a_squash_file_applied_through_the_versions_it_replaced(
+    pg_url, tmp_path
+) -> None:
+    files = {
+        "0001_a.sql": "CREATE TABLE a (x int);\n",
+        "0002_b.sql": "CREATE TABLE b (x int);\n",
+    }
+    directory = write_migrations(tmp_path / "m", files)
+    app, ext = make_app(pg_url, directory)
+    assert [m.version for m in ext.pending(app)] == ["0001", "0002"]  # no ledger yet
+    ext.upgrade(app)
+    for name in files:
+        (tmp_path / "m" / name).unlink()
+    write_migrations(
+        directory,
+        {
+            "0003_squashed.sql": "-- safe-migrate: squashes=0001,0002\n"
+            "CREATE TABLE a (x int);\nCREATE TABLE b (x int);\n"
+        },
+    )
+    assert ext.pending(app) == ext.status(app).pending == []
