@@ -568,11 +568,34 @@ def load_file(path: str | os.PathLike[str]) -> Migration:
     return _read(file_path, match)
 
 
+_CHUNK = 65536
+
+
+def _read_bytes(where: str) -> bytes:
+    """A file's bytes, with the fewest system calls: ``discover`` reads every file, every time.
+
+    (``open().read()`` builds a buffered file object and asks for the size
+    first: twice the time of ``os.read`` for the small files migrations are.)
+    """
+    fd = os.open(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        data = os.read(fd, _CHUNK)
+        more = os.read(fd, _CHUNK) if data else b""
+        if not more:  # the common case: the whole file in one read (the next one says EOF)
+            return data
+        parts = [data, more]
+        while more:
+            more = os.read(fd, _CHUNK)
+            parts.append(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _read(path: pathlib.Path, match: re.Match[str]) -> Migration:
     where = str(path)
     try:
-        with open(where, "rb") as handle:
-            raw = handle.read()
+        raw = _read_bytes(where)
     except OSError as exc:
         raise MigrationSourceError(
             f"{where}: cannot be read ({exc.strerror or exc}); check its permissions",
