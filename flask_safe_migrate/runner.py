@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 import typing as t
 
@@ -64,6 +65,8 @@ from .ledger import read_one
 from .ledger import select_one_sql
 from .loader import Migration
 from .loader import discover
+from .loader import find_files
+from .loader import read_found
 from .log import logger
 from .rawsql import literal
 from .units import RAW
@@ -276,6 +279,32 @@ def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
     return min(grown, max(base_ms, LOCK_TIMEOUT_CEILING_MS))
 
 
+class _Prefetch(t.Generic[T]):
+    """One call of ``read`` in a thread of its own, started at once (always :meth:`join` it)."""
+
+    def __init__(self, read: t.Callable[[], T]) -> None:
+        self._read = read
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="safe-migrate-ledger", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._read()
+        except BaseException as exc:  # handed to the caller by outcome()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def outcome(self) -> T:
+        """What ``read`` returned, or its exception raised again."""
+        if self._error is not None:
+            raise self._error
+        return t.cast(T, self._result)
+
+
 class Runner:
     """Applies one migrations directory to one database."""
 
@@ -315,15 +344,18 @@ class Runner:
         """The ledger, in one query on a raw connection (retried like everything else)."""
         return self._read_ledger() or {}
 
-    def _read_ledger(self) -> dict[str, AppliedMigration] | None:
-        """Like :meth:`read_applied`, but ``None`` when the ledger does not exist yet."""
+    def _read_ledger(
+        self, first: _Prefetch[dict[str, AppliedMigration] | None] | None = None
+    ) -> dict[str, AppliedMigration] | None:
+        """Like :meth:`read_applied`, but ``None`` when the ledger does not exist yet.
 
-        def attempt(_: int) -> dict[str, AppliedMigration] | None:
-            conn = self.db.raw_connect()
-            try:
-                return read_applied_raw(conn, self.db)
-            finally:
-                conn.close()
+        ``first``: the outcome of attempt 1, already run (see :meth:`_files_and_ledger`).
+        """
+
+        def attempt(number: int) -> dict[str, AppliedMigration] | None:
+            if number == 1 and first is not None:
+                return first.outcome()
+            return self._read_ledger_once()
 
         try:
             applied, _ = retry_call(
@@ -333,12 +365,35 @@ class Runner:
             raise self._refused(exc, "reading the migration ledger") from exc
         return applied
 
+    def _read_ledger_once(self) -> dict[str, AppliedMigration] | None:
+        conn = self.db.raw_connect()
+        try:
+            return read_applied_raw(conn, self.db)
+        finally:
+            conn.close()
+
+    def _files_and_ledger(self) -> tuple[list[Migration], dict[str, AppliedMigration] | None]:
+        """The migration files and the ledger (``None``: none yet), read at the same time.
+
+        The file names are checked first (a bad name, a duplicate version, a
+        missing directory: an error before the database is touched); then the
+        ledger query's first attempt runs in a thread while the files are read
+        and hashed, and the rest of its attempts, if any, after.
+        """
+        found = find_files(self.directory)
+        prefetch = _Prefetch(self._read_ledger_once)
+        try:
+            migrations = [read_found(self.directory, f) for f in found]
+        finally:
+            prefetch.join()
+        return migrations, self._read_ledger(first=prefetch)
+
     def _refused(self, exc: Exception, doing: str, migration: Migration | None = None) -> Exception:
         return refused(self.db, exc, doing, migration)
 
     def status(self) -> Status:
-        migrations = self.migrations()
-        return compute_status(migrations, self.read_applied())
+        migrations, ledger = self._files_and_ledger()
+        return compute_status(migrations, ledger or {})
 
     def pending(self) -> list[Migration]:
         return self.status().pending
@@ -480,8 +535,7 @@ class Runner:
         ``step[0]`` names what the run is doing, for the message of a database refusal.
         """
         emit = on_event or (lambda event: None)
-        migrations = self.migrations()
-        ledger = self._read_ledger()
+        migrations, ledger = self._files_and_ledger()
         status = compute_status(migrations, ledger or {})
         targets = self._targets(status, to, out_of_order)
         if not targets:

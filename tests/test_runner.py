@@ -202,6 +202,17 @@ def test_bad_files_fail_before_the_database_is_touched(pg_url, tmp_path) -> None
         ext.upgrade(app)
 
 
+def test_a_bad_file_name_fails_before_any_connection(pg_url, tmp_path) -> None:
+    """The ledger is read while the files are (a thread), but only once their names passed."""
+    directory = write_migrations(tmp_path / "m", {**BASIC, "4-bad.sql": "select 1;"})
+    with FaultProxy.for_url(pg_url) as proxy:
+        app, ext = make_app(proxy.url(pg_url), directory)
+        for call in (ext.upgrade, ext.status, ext.pending):
+            with pytest.raises(MigrationSourceError, match="4-bad.sql"):
+                call(app)
+        assert [e for e in proxy.events if e.kind == "connect"] == []
+
+
 def test_non_idempotent_no_transaction_statement_is_refused(pg_url, tmp_path) -> None:
     files = {
         "0001_t.sql": "CREATE TABLE t (a int);\n",
