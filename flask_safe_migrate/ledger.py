@@ -137,28 +137,16 @@ def insert_sql(
     duration_ms: int,
     attempts: int,
     applied_by: str,
-    plus_message_time: bool = False,
 ) -> str:
-    """The statement :func:`insert_row` runs, with its values inlined (see :mod:`.rawsql`).
-
-    ``plus_message_time`` (Postgres): add to ``duration_ms`` the time the
-    server has spent on the current message so far, for an ``INSERT`` sent
-    in one message after the migration's last statement.
-    """
+    """The statement :func:`insert_row` runs, with its values inlined (see :mod:`.rawsql`)."""
     from .rawsql import literal
 
-    duration = str(int(duration_ms))
-    if plus_message_time:
-        duration += (
-            " + CAST(EXTRACT(EPOCH FROM clock_timestamp() - statement_timestamp()) * 1000"
-            " AS integer)"
-        )
     values = ", ".join(
         (
             literal(version),
             literal(name),
             literal(checksum),
-            duration,
+            str(int(duration_ms)),
             str(int(attempts)),
             literal(applied_by),
         )

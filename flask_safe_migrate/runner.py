@@ -862,25 +862,16 @@ class Runner:
         statements: list[Statement] | None,
         site: FailureSite,
         function: str,
-        *,
-        then: str | None = None,
     ) -> None:
         """Run a unit's work on ``conn``: its parsed SQL, or the ``.py`` file's ``function(m)``.
 
-        ``then``: SQL of ours sent in the same message as the last statement
-        (the ledger row: one round trip fewer). Only with parsed SQL, and it
-        runs only if that statement succeeded (a message stops at its first
-        error), inside the same transaction.
+        Each statement is a message of its own, sent as written: the drill and
+        the fault proxy find a migration's statements on the wire by their text.
         """
         if statements is not None:
-            last = len(statements) - 1
-            for index, statement in enumerate(statements):
+            for statement in statements:
                 site.statement = statement
-                sql = statement.sql
-                if then is not None and index == last:
-                    # A new line first: the statement may end in a -- comment.
-                    sql = f"{sql}\n;\n{then}"
-                conn.exec_driver_sql(sql, execution_options=RAW)
+                conn.exec_driver_sql(statement.sql, execution_options=RAW)
             site.clear()
             return
         context = MigrationContext(
@@ -919,14 +910,8 @@ class Runner:
                 if attempt > 1 and existing.applied_by == self.applied_by:
                     return "applied"
                 return "already_applied"
-            if statements and self.db.is_postgres:
-                # The ledger row travels with the last statement; its duration
-                # adds what the server spent on that message.
-                record = self._record_sql(migration, started, attempt, plus_message_time=True)
-                self._execute(conn, migration, statements, site, "upgrade", then=record)
-            else:
-                self._execute(conn, migration, statements, site, "upgrade")
-                self._record(conn, migration, started, attempt)
+            self._execute(conn, migration, statements, site, "upgrade")
+            self._record(conn, migration, started, attempt)
             return "applied"
 
         return self._transactional(
@@ -962,14 +947,7 @@ class Runner:
             if_absent=if_absent,
         )
 
-    def _record_sql(
-        self,
-        migration: Migration,
-        started: float,
-        attempts: int,
-        *,
-        plus_message_time: bool = False,
-    ) -> str:
+    def _record_sql(self, migration: Migration, started: float, attempts: int) -> str:
         """The ledger row's ``INSERT`` (Postgres), values inlined; see :func:`.ledger.insert_sql`."""
         return insert_sql(
             self.db,
@@ -979,7 +957,6 @@ class Runner:
             duration_ms=int((time.monotonic() - started) * 1000),
             attempts=attempts,
             applied_by=self.applied_by,
-            plus_message_time=plus_message_time,
         )
 
     # -- no transaction -----------------------------------------------------------

@@ -426,7 +426,7 @@ def test_a_connection_is_carried_to_the_next_migration_only_when_its_session_is_
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_the_ledger_duration_covers_the_last_statement(pg_url, tmp_path, driver) -> None:
-    """The ledger row is sent with the last statement; its duration still includes that statement."""
+    """The ledger row's duration includes the last statement (it is written after it)."""
     files = {"0001_slow.sql": "CREATE TABLE t (a int);\nSELECT pg_sleep(0.3);\n"}
     app, ext = make_app(with_driver(pg_url, driver), write_migrations(tmp_path / "m", files))
     (outcome,) = ext.upgrade(app)
