@@ -92,8 +92,8 @@ def run_command(
 ) -> None:
     """Apply pending migrations, each exactly once.
 
-    Every migration runs in its own transaction on a new connection; a dropped
-    connection, pooler restart or lock timeout retries it from the start, and
+    Every migration runs in its own transaction; a dropped connection, pooler
+    restart or lock timeout retries it from the start on a new connection, and
     a migration another instance applied meanwhile is not run twice.
     """
     from flask import current_app
