@@ -7,7 +7,9 @@ whole pool is disposed, because its other idle connections went through the
 same broken pooler or network path. (One exception, for the migration runner:
 a :class:`ConnectionKeeper` lets the *first* attempt of a unit use the
 connection on which the previous unit just committed cleanly.) Waits follow tenacity's full-jitter
-exponential schedule, bounded by an attempt count and an overall deadline.
+exponential schedule, bounded by an attempt count and an overall deadline; a unit whose first
+attempt lost its connection is retried once at once before that schedule starts (see
+:class:`_Backoff`).
 Errors that are not transient (see :mod:`.classify`) are raised at once,
 unwrapped, after a single attempt.
 
@@ -52,7 +54,8 @@ class RetryPolicy:
 
     :param max_attempts: attempts in all, the first included.
     :param backoff_base: seconds; the n-th wait is drawn from
-        ``[0, min(backoff_cap, backoff_base * 2 ** (n - 1))]`` (full jitter, so
+        ``[0, min(backoff_cap, backoff_base * 2 ** (n - 1))]``, counted from the first
+        wait that follows an immediate retry after a lost connection (full jitter, so
         a dozen instances retrying together do not stampede the pooler).
     :param backoff_cap: seconds; the largest wait.
     :param deadline: seconds from the first attempt after which no new
@@ -260,6 +263,45 @@ def _retry(
     )
 
 
+class _Backoff:
+    """tenacity's full-jitter exponential wait, with one retry at once after a lost connection.
+
+    A unit whose first attempt lost its connection (an idle timeout, a pooler
+    recycling or restarting a server connection, a network blip: the
+    "SSL connection has been closed unexpectedly" of the seed report) is
+    retried at once on a new connection, which is what fixes such a one-off.
+    If the database really is down, that retry fails fast (connection
+    refused) and the schedule goes on exactly as it would have, shifted by
+    one attempt: ``[0, base]``, ``[0, 2 * base]``, ... up to the cap. So no
+    outage gets less waiting than before; only the common single drop stops
+    costing a sleep. Any other first failure (server busy, lock timeout,
+    conflict) waits from the first retry.
+    """
+
+    def __init__(self, policy: RetryPolicy, *, immediate: bool) -> None:
+        import tenacity
+
+        self._exponential = tenacity.wait_random_exponential(
+            multiplier=policy.backoff_base, max=policy.backoff_cap
+        )
+        self._shift = 1 if immediate else 0
+
+    def __call__(self, retry_state: t.Any) -> float:
+        number = retry_state.attempt_number - self._shift
+        if number < 1:
+            return 0.0
+        if self._shift:
+            retry_state = _AttemptNumber(number)
+        return float(self._exponential(retry_state))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AttemptNumber:
+    """The one field of tenacity's retry state that its exponential waits read."""
+
+    attempt_number: int
+
+
 def _retry_after_failure(
     attempt_once: t.Callable[[], T],
     attempts: list[Attempt],
@@ -303,9 +345,7 @@ def _retry_after_failure(
 
     retrying = tenacity.Retrying(
         stop=_stop(policy, started),
-        wait=tenacity.wait_random_exponential(
-            multiplier=policy.backoff_base, max=policy.backoff_cap
-        ),
+        wait=_Backoff(policy, immediate=attempts[0].transience is Transience.DISCONNECT),
         retry=tenacity.retry_if_exception(is_transient),
         sleep=policy.sleep,
         before_sleep=before_sleep,

@@ -68,9 +68,18 @@ def ensure_tables(conn: Connection, db: MigrationDatabase) -> None:
     violation in Postgres' catalog, so creators queue on a transaction-level
     advisory lock (held for a few milliseconds, and gone with the
     transaction even through a transaction pooler).
+
+    On Postgres the lock and the DDL travel as one message (see
+    :mod:`.rawsql`): this is the first unit of work on a brand-new database,
+    on a brand-new connection, and every round trip it saves is one chance
+    less for a flaky network to cut it.
     """
     if db.is_postgres:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": db.create_lock_key})
+        from . import rawsql
+
+        lock = f"SELECT pg_advisory_xact_lock({int(db.create_lock_key)})"
+        rawsql.run(conn, ";\n".join([lock, *create_statements(db)]))
+        return
     for statement in create_statements(db):
         conn.exec_driver_sql(statement)
 

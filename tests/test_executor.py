@@ -224,6 +224,51 @@ def test_backoff_is_full_jitter_exponential_and_capped() -> None:
     assert isinstance(info.value.__cause__, sa.exc.OperationalError)
 
 
+def test_a_lost_connection_is_retried_at_once_then_the_schedule_goes_on(pg_url, proxy) -> None:
+    """Injects: every attempt's query cut (FIN) by the proxy: the connection is lost each time.
+
+    Checks: the first retry after a lost connection does not sleep (a single drop is fixed by
+    reconnecting), and the full-jitter schedule then runs as usual, shifted by that one
+    attempt: [0, base], [0, 2 base], ... up to the cap.
+    """
+    _create_hits(pg_url)
+    cut = proxy.add_cut(Cut("before_query", match=r"insert into hits", times=0))
+    fake = FakeTime()
+    policy = RetryPolicy(
+        max_attempts=6,
+        backoff_base=0.5,
+        backoff_cap=1.5,
+        deadline=None,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    engine = create_migration_engine(proxy.url(pg_url))
+    with pytest.raises(RetriesExhausted) as info:
+        execute_with_retry(
+            engine, "insert into hits (pid) values (pg_backend_pid())", policy=policy
+        )
+    assert cut.fired == 6
+    assert all(a.transience is Transience.DISCONNECT for a in info.value.attempts)
+    assert fake.sleeps[0] == 0.0
+    assert len(fake.sleeps) == 5
+    for n, slept in enumerate(fake.sleeps[1:], start=1):
+        assert 0 < slept <= min(1.5, 0.5 * 2 ** (n - 1)), fake.sleeps
+
+
+def test_a_refused_connection_waits_before_the_first_retry() -> None:
+    """Injects: a port where nothing listens (the server is down, not a one-off drop).
+
+    Checks: the very first retry already waits (drawn from [0, base]): an outage gets no less
+    waiting because single drops are retried at once.
+    """
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=2, deadline=None, sleep=fake.sleep, clock=fake.clock)
+    engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    with pytest.raises(RetriesExhausted):
+        execute_with_retry(engine, "select 1", policy=policy)
+    assert len(fake.sleeps) == 1 and 0 < fake.sleeps[0] <= policy.backoff_base
+
+
 def test_deadline_stops_new_attempts() -> None:
     fake = FakeTime()
     policy = RetryPolicy(
