@@ -1050,9 +1050,11 @@ def _where_time_goes(
             )
             if expected is not None:
                 line += (
-                    f" (if each of the ~{r.get('ours_chunks_per_migration', '?')} chunks a migration "
-                    f"exchanges were cut independently, a {fn}-migration run would complete with "
-                    f"probability {_pct(expected)})"
+                    f" (if each chunk were cut independently: a migration's first attempt "
+                    f"exchanges ~{r.get('ours_chunks_per_migration', '?')} chunks on the kept "
+                    f"connection, each retry ~{r.get('ours_chunks_per_fresh_connection', '?')} more "
+                    f"for its new connection, and a unit gives up after the policy's attempts; "
+                    f"then a {fn}-migration run would complete with probability {_pct(expected)})"
                 )
             if isinstance(errors, dict) and errors:
                 line += "; why the others stopped: " + "; ".join(
@@ -1077,11 +1079,12 @@ def _where_time_goes(
             sleep = g(fp, "frames_s", "backoff sleeps between attempts")
             if isinstance(sleep, int | float) and total:
                 add(
-                    f"Backoff sleeps are {_share(sleep, total)} of that run. Every cut costs one"
-                    " backoff wait plus a new connection and the attempt's setup again; the more"
-                    " chunks an attempt exchanges, the more often it is cut. Fewer connections and"
-                    " round trips per migration (row 1) is what would shorten this row, not a"
-                    " shorter backoff."
+                    f"Backoff sleeps are {_share(sleep, total)} of that run. A cut is retried at"
+                    " once on a new connection; only when that retry is cut too does a backoff"
+                    " wait follow, on the package's unchanged schedule. The more chunks an"
+                    " attempt exchanges (a new connection alone is ~16), the more often a"
+                    " retry is cut again: at high cut rates, a unit that runs out of its"
+                    " attempts is what stops a run (see the completion model above)."
                 )
                 add("")
         else:

@@ -50,7 +50,7 @@ SIZES: dict[str, dict[str, t.Any]] = {
         "processes": 12,
         "boot_runs": 2,
         "fault_runs": 20,
-        "fault_budget_s": 110,
+        "fault_budget_s": 220,
         "fault_candidates": faults.CANDIDATES,
         "fault_calibration": faults.CALIBRATION,
         "fault_concurrent_timeout_s": 120,
