@@ -77,6 +77,63 @@ def _send(signal: NamedSignal, sender: t.Any, **kwargs: t.Any) -> None:
 
 
 @contextlib.contextmanager
+def _around(
+    sender: t.Any,
+    on_event: t.Callable[[Event], None] | None,
+    bind: str | None,
+    *,
+    starting: str,
+    started: NamedSignal,
+    done: NamedSignal,
+    failed: NamedSignal,
+    finished: NamedSignal,
+) -> t.Iterator[tuple[t.Callable[[Event], None], t.Callable[[Outcome | Reverted], None]]]:
+    """Send one run's (or rollback's) signals; yields ``(relay, record)``.
+
+    ``relay`` takes every event (an event of kind ``starting`` puts a
+    migration in flight and sends ``started``) and passes it on to
+    ``on_event``; ``record`` takes each migration's outcome and sends
+    ``done``. An exception sends ``failed`` for the migration in flight;
+    ``finished`` is sent once, failed or not.
+    """
+    in_flight: list[Event] = []
+    outcomes: list[Outcome | Reverted] = []
+    started_at = time.monotonic()
+
+    def relay(event: Event) -> None:
+        if event.kind == starting:
+            in_flight[:] = [event]
+            _send(started, sender, version=event.version, name=event.name, bind=bind)
+        if on_event is not None:
+            on_event(event)
+
+    def record(outcome: Outcome | Reverted) -> None:
+        in_flight.clear()
+        outcomes.append(outcome)
+        _send(done, sender, version=outcome.version, name=outcome.name, outcome=outcome, bind=bind)
+
+    def finish(error: BaseException | None) -> None:
+        _send(
+            finished,
+            sender,
+            outcomes=tuple(outcomes),
+            error=error,
+            duration_ms=int((time.monotonic() - started_at) * 1000),
+            bind=bind,
+        )
+
+    try:
+        yield relay, record
+    except BaseException as exc:
+        if in_flight:
+            event = in_flight[0]
+            _send(failed, sender, version=event.version, name=event.name, error=exc, bind=bind)
+        finish(exc)
+        raise
+    finish(None)
+
+
+@contextlib.contextmanager
 def signalling(
     sender: t.Any,
     on_event: t.Callable[[Event], None] | None = None,
@@ -87,114 +144,44 @@ def signalling(
 
     ``on_event`` (if any) still receives every event, after the signal for it.
     """
-    in_flight: list[Event] = []
-    outcomes: list[Outcome] = []
-    started = time.monotonic()
+    with _around(
+        sender,
+        on_event,
+        bind,
+        starting="applying",
+        started=migration_started,
+        done=migration_applied,
+        failed=migration_failed,
+        finished=run_finished,
+    ) as (relay, record):
 
-    def relay(event: Event) -> None:
-        if event.kind == "applying":
-            in_flight[:] = [event]
-            _send(migration_started, sender, version=event.version, name=event.name, bind=bind)
-        elif event.kind in ("applied", "already_applied") and event.outcome is not None:
-            in_flight.clear()
-            outcomes.append(event.outcome)
-            _send(
-                migration_applied,
-                sender,
-                version=event.version,
-                name=event.name,
-                outcome=event.outcome,
-                bind=bind,
-            )
-        if on_event is not None:
-            on_event(event)
+        def relay_run(event: Event) -> None:
+            # a run reports each outcome on its event
+            if event.kind in ("applied", "already_applied") and event.outcome is not None:
+                record(event.outcome)
+            relay(event)
 
-    def finished(error: BaseException | None) -> None:
-        _send(
-            run_finished,
-            sender,
-            outcomes=tuple(outcomes),
-            error=error,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            bind=bind,
-        )
-
-    try:
-        yield relay
-    except BaseException as exc:
-        if in_flight:
-            event = in_flight[0]
-            _send(
-                migration_failed,
-                sender,
-                version=event.version,
-                name=event.name,
-                error=exc,
-                bind=bind,
-            )
-        finished(exc)
-        raise
-    finished(None)
+        yield relay_run
 
 
-@contextlib.contextmanager
 def rollback_signalling(
     sender: t.Any,
     on_event: t.Callable[[Event], None] | None = None,
     *,
     bind: str | None = None,
-) -> t.Iterator[tuple[t.Callable[[Event], None], t.Callable[[Reverted], None]]]:
+) -> t.ContextManager[tuple[t.Callable[[Event], None], t.Callable[[Reverted], None]]]:
     """Send the rollback signals around one rollback.
 
     Yields ``(on_event, on_reverted)`` to pass to :func:`~.rollback.rollback`;
     ``on_event`` (if any) still receives every event, after the signal for it.
     """
-    in_flight: list[Event] = []
-    outcomes: list[Reverted] = []
-    started = time.monotonic()
-
-    def relay(event: Event) -> None:
-        if event.kind == "reverting":
-            in_flight[:] = [event]
-            _send(migration_reverting, sender, version=event.version, name=event.name, bind=bind)
-        if on_event is not None:
-            on_event(event)
-
-    def reverted(outcome: Reverted) -> None:
-        in_flight.clear()
-        outcomes.append(outcome)
-        _send(
-            migration_reverted,
-            sender,
-            version=outcome.version,
-            name=outcome.name,
-            outcome=outcome,
-            bind=bind,
-        )
-
-    def finished(error: BaseException | None) -> None:
-        _send(
-            rollback_finished,
-            sender,
-            outcomes=tuple(outcomes),
-            error=error,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            bind=bind,
-        )
-
-    try:
-        yield relay, reverted
-    except BaseException as exc:
-        if in_flight:
-            event = in_flight[0]
-            _send(
-                migration_revert_failed,
-                sender,
-                version=event.version,
-                name=event.name,
-                error=exc,
-                bind=bind,
-            )
-        finished(exc)
-        raise
-    finished(None)
+    return _around(
+        sender,
+        on_event,
+        bind,
+        starting="reverting",
+        started=migration_reverting,
+        done=migration_reverted,
+        failed=migration_revert_failed,
+        finished=rollback_finished,
+    )

@@ -41,7 +41,7 @@ def cannot_run(reason: str) -> t.NoReturn:
     """
     if REQUIRE_ALL:
         pytest.fail(f"{reason} (SAFE_MIGRATE_REQUIRE_ALL=1 turns this skip into a failure)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # also from a test module's top level
 
 
 def missing(what: str) -> t.NoReturn:
@@ -75,8 +75,8 @@ def pg_url(pg_server: Server) -> t.Iterator[str]:
         pg_server.drop_database(name)
 
 
-@pytest.fixture(scope="session")
-def tls_cluster() -> t.Iterator[TlsCluster]:
+def _private_cluster() -> t.Iterator[TlsCluster]:
+    """A started private TLS cluster, destroyed afterwards (skip or fail without initdb)."""
     try:
         cluster = TlsCluster()
     except MissingBinary as exc:
@@ -86,20 +86,17 @@ def tls_cluster() -> t.Iterator[TlsCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def tls_cluster() -> t.Iterator[TlsCluster]:
+    yield from _private_cluster()
 
 
 @pytest.fixture(scope="session")
 def scratch_cluster() -> t.Iterator[TlsCluster]:
     """A second private cluster that tests may shut down and start again."""
-    try:
-        cluster = TlsCluster()
-    except MissingBinary as exc:
-        missing(str(exc))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.destroy()
+    yield from _private_cluster()
 
 
 @pytest.fixture

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import typing as t
 
 import pytest
 from click.testing import Result
 from flask import Flask
+
+from tests.conftest import cannot_run
 
 
 def require(module: str, package: str) -> t.Any:
@@ -14,17 +17,12 @@ def require(module: str, package: str) -> t.Any:
 
     For Python packages a test needs that only some extras install (like the
     root conftest's ``missing()`` for binaries): a skip never hides them in CI.
+    Usable at a test module's top level.
     """
-    import importlib
-    import os
-
     try:
         return importlib.import_module(module)
     except ImportError:
-        reason = f"{package} is not installed: pip install {package}"
-        if os.environ.get("SAFE_MIGRATE_REQUIRE_ALL") == "1":
-            pytest.fail(f"{reason} (SAFE_MIGRATE_REQUIRE_ALL=1 turns this skip into a failure)")
-        pytest.skip(reason)
+        cannot_run(f"{package} is not installed: pip install {package}")
 
 
 def invoke(app: Flask, *args: str, input: str | None = None) -> Result:
