@@ -58,9 +58,9 @@ def large_python_file(path: str, calls: int) -> str:
         "",
         "def migrate(engine):",
     ]
-    for number, (_, sql) in zip(range(calls), steps(calls), strict=False):
+    for number, sql in steps(calls):
         statement = sql.strip()
-        if number % 2:
+        if number % 2 == 0:
             lines.append(f"    sql_{number} = {statement!r}")
             lines.append(f"    execute_with_retry(engine, sql_{number})")
         else:

@@ -61,8 +61,7 @@ def run_verify(
     from .verify.report import render_text
     from .verify.report import sarif
 
-    with errors_as_json(output_format):
-        report = verify_paths(paths, seed_max_rows=seed_max_rows, retry_functions=retry_functions)
+    report = verify_paths(paths, seed_max_rows=seed_max_rows, retry_functions=retry_functions)
     if output_format == "json":
         emit_json(document(report))
     elif output_format == "sarif":
@@ -142,12 +141,10 @@ def verify_command(paths: tuple[str, ...], output_format: str) -> None:
         state = extension()
         settings = state.settings()
         _require_postgres(state)
-    run_verify(
-        paths or (state.migrations_directory(),),
-        output_format=output_format,
-        seed_max_rows=settings.seed_max_rows,
-        # configured names add to execute_with_retry, they never replace it
-        retry_functions=tuple(
-            dict.fromkeys(("execute_with_retry", *settings.verify_retry_functions))
-        ),
-    )
+        run_verify(
+            paths or (state.migrations_directory(),),
+            output_format=output_format,
+            seed_max_rows=settings.seed_max_rows,
+            # verify_paths adds these to execute_with_retry, which always counts
+            retry_functions=settings.verify_retry_functions,
+        )

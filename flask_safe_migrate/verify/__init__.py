@@ -13,6 +13,7 @@ with its id. Adding a rule means writing a module with ``RULE`` and
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import typing as t
 
@@ -203,16 +204,9 @@ def verify_paths(
     entries.sort(key=lambda e: (order.get(e.path, len(order)), e.line))
     accepted = {(f.path, f.line): f.suppressed for f in findings if f.rule is dml.UNSAFE_DML}
     entries = [
-        e
-        if accepted.get((e.path, e.line)) is None or e.safe
-        else DmlEntry(
-            e.path,
-            e.line,
-            e.statement,
-            None,
-            f"{e.reason} (accepted: {accepted[(e.path, e.line)]})",
-            accepted[(e.path, e.line)],
-        )
+        dataclasses.replace(e, reason=f"{e.reason} (accepted: {waiver})", accepted=waiver)
+        if not e.safe and (waiver := accepted.get((e.path, e.line))) is not None
+        else e
         for e in entries
     ]
     points = (

@@ -133,8 +133,6 @@ class Context:
         VALID`` keeps the add's strong lock for the whole scan, which is what
         splitting the two was meant to avoid.
         """
-        from ._sql import alter_commands
-
         for earlier in self.earlier():
             if earlier.node_type != "AlterTableStmt":
                 continue

@@ -358,20 +358,18 @@ def extract_sql(path: pathlib.Path, display: str, text: str) -> Extracted:
     def comment(raw: Statement) -> str:
         return _comment_above(lines, raw.line, "--")
 
-    parsed, errors = _parse(up, display)
-    for bad in errors:
-        out.findings.append(
-            _source_error(bad.error, display, bad.line or _error_line(bad.error, display, 1))
-        )
-    statements = _wrap(parsed, display, "migration", out.findings, comment=comment)
-    down: list[SqlStatement] = []
-    if header.down_start is not None:
-        parsed_down, errors = _parse(text[header.down_start :], display, header.down_line or 0)
+    def statements_of(sql: str, line_offset: int = 0) -> list[SqlStatement]:
+        parsed, errors = _parse(sql, display, line_offset)
         for bad in errors:
             out.findings.append(
                 _source_error(bad.error, display, bad.line or _error_line(bad.error, display, 1))
             )
-        down = _wrap(parsed_down, display, "migration", out.findings, comment=comment)
+        return _wrap(parsed, display, "migration", out.findings, comment=comment)
+
+    statements = statements_of(up)
+    down: list[SqlStatement] = []
+    if header.down_start is not None:
+        down = statements_of(text[header.down_start :], header.down_line or 0)
     out.units.append(
         Unit(
             path=display,
@@ -395,14 +393,22 @@ class PyModule:
 
     path: str
     text: str
-    tree: ast.Module
     is_migration: bool
     migration_scope: bool
     retry_names: frozenset[str]
     package_names: frozenset[str]
-    parents: dict[ast.AST, ast.AST]
     lines: list[str]
     index: ModuleIndex
+
+    @property
+    def tree(self) -> ast.Module:
+        """The module's syntax tree."""
+        return self.index.tree
+
+    @property
+    def parents(self) -> dict[ast.AST, ast.AST]:
+        """Every node's parent (the module has none)."""
+        return self.index.parents
 
     def segment(self, node: ast.AST, limit: int = 400) -> str:
         """The source of ``node`` on one line, at most ``limit`` characters.
@@ -434,15 +440,6 @@ class PyModule:
         flat = " ".join(" ".join(pieces).split())
         return flat[:limit]
 
-    def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-        """The innermost function around ``node``."""
-        current = self.parents.get(node)
-        while current is not None:
-            if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                return current
-            current = self.parents.get(current)
-        return None
-
     def top_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The outermost function (or method) around ``node``."""
         found = None
@@ -452,6 +449,27 @@ class PyModule:
                 found = current
             current = self.parents.get(current)
         return found
+
+    def on_migration_parameter(self, call: ast.Call) -> bool:
+        """A method call on the parameter of a migration's ``upgrade(m)`` / ``downgrade(m)``."""
+        func = call.func
+        if not self.is_migration or not isinstance(func, ast.Attribute):
+            return False
+        top = self.top_function(call)
+        return (
+            top is not None
+            and bool(top.args.args)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == top.args.args[0].arg
+        )
+
+    def in_retry_definition(self, node: ast.AST) -> bool:
+        """Inside the body of a retry function (its SQL comes from its callers, checked there)."""
+        return any(
+            isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and parent.name in self.retry_names
+            for parent in self.index.ancestors(node)
+        )
 
     def comment_for(self, line: int) -> str:
         """The ``#`` comments on or right above ``line``."""
@@ -490,12 +508,10 @@ def parse_python(
     return PyModule(
         path=display,
         text=text,
-        tree=tree,
         is_migration=is_migration,
         migration_scope=is_migration or "migrat" in path.stem.lower(),
         retry_names=frozenset(retry),
         package_names=frozenset(package),
-        parents=index.parents,
         lines=_LINE_BREAK.split(text),
         index=index,
     )
@@ -599,8 +615,7 @@ class _Resolver:
         """The bindings of ``name`` whose value may be the one seen at ``at``."""
         scope = self.index.scope(at)
         if name.id in scope.bindings:
-            found, _certain = self.index.reaching(name.id, at)
-            return found
+            return self.index.reaching(name.id, at)
         for outer in self.index.outer_scopes(scope):
             if name.id in outer.bindings:
                 # an enclosing function or the module: bound before the call runs
@@ -738,28 +753,15 @@ _UNVERIFIABLE_FIX = (
 
 def _executor_argument(module: PyModule, call: ast.Call) -> bool:
     """Whether ``call`` is the retry executor or ``m.execute``: its argument is always SQL."""
-    if module.is_retry_call(call):
-        return True
     func = call.func
-    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
-        return False
-    if func.value.id == "m":
-        return True
-    top = module.top_function(call)
     return (
-        module.is_migration
-        and top is not None
-        and bool(top.args.args)
-        and func.value.id == top.args.args[0].arg
-    )
-
-
-def _in_retry_definition(module: PyModule, node: ast.AST) -> bool:
-    """Inside the body of a retry function (its SQL comes from its callers, checked there)."""
-    return any(
-        isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and parent.name in module.retry_names
-        for parent in module.index.ancestors(node)
+        module.is_retry_call(call)
+        or (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "m"
+        )
+        or module.on_migration_parameter(call)
     )
 
 
@@ -767,7 +769,7 @@ def _retried(module: PyModule, call: ast.Call) -> bool:
     """Whether ``call`` runs inside a hand-written retry: a retry function's body, or an
     attempt loop (``while``, or ``for ... in range(...)``) with a ``try``/``except`` around it.
     """
-    if _in_retry_definition(module, call):
+    if module.in_retry_definition(call):
         return True
     child: ast.AST = call
     guarded = False
@@ -808,20 +810,18 @@ def extract_python(module: PyModule) -> Extracted:
     out.all_allows = _suppress.scan(module.text, python=True)
     out.allows = _suppress.attach(module.text, out.all_allows, python=True)
     resolver = _Resolver(module)
-    calls = [call for scope in module.index.scopes.values() for call in scope.calls]
-    calls.sort(key=lambda n: (n.lineno, n.col_offset))
     units: dict[str, tuple[list[SqlStatement], list[SqlStatement]]] = {}
     order: list[str] = []
-    for call in calls:
+    for call in module.index.calls:
         found = _sql_arguments(module, call)
         if found is None:
             continue
         via, sql_expr, params = found
         resolved = resolver.resolve(sql_expr, call)
         if isinstance(resolved, Unknown):
-            if (resolved.text or _executor_argument(module, call)) and not _in_retry_definition(
-                module, call
-            ):
+            if (
+                resolved.text or _executor_argument(module, call)
+            ) and not module.in_retry_definition(call):
                 out.findings.append(_unverifiable(module, call, resolved))
             continue
         snippet = module.segment(call, 120)

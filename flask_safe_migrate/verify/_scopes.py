@@ -9,8 +9,7 @@ each question is then answered in the depth of the call or the number of
 bindings of one name.
 
 A *scope* is the innermost function around a node, or the module. Class
-bodies and lambdas belong to the scope around them, as
-:meth:`~._extract.PyModule.enclosing_function` sees them.
+bodies and lambdas belong to the scope around them.
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ BindingKind = t.Literal["assign", "augassign", "for", "param", "other"]
 
 _TXN_BEGIN = "begin"
 _TXN_END = frozenset({"commit", "rollback", "close"})
-_OPENERS = frozenset({"begin", "connect", "raw_connection"})
+#: Calls that open a connection (``engine.begin()``, ``engine.connect()``...).
+CONNECTION_OPENERS = frozenset({"begin", "connect", "raw_connection"})
 
 
 def call_name(call: ast.Call) -> str:
@@ -79,6 +79,8 @@ class ModuleIndex:
         self.parents: dict[ast.AST, ast.AST] = {}
         #: every ``from ... import ...``, in no particular order
         self.imports_from: list[ast.ImportFrom] = []
+        #: every call of the module, in source order
+        self.calls: list[ast.Call] = []
         self.scopes: dict[ast.AST, ScopeIndex] = {tree: ScopeIndex(tree)}
         self.scope_of_node: dict[ast.AST, Scope] = {}
         #: statement → (block owner, field, index in that block)
@@ -92,7 +94,6 @@ class ModuleIndex:
     # -- building -------------------------------------------------------------------
 
     def _walk(self) -> None:
-        calls: list[tuple[ast.Call, Scope]] = []
         stack: list[tuple[ast.AST, Scope]] = [(self.tree, self.tree)]
         while stack:
             node, scope = stack.pop()
@@ -114,7 +115,7 @@ class ModuleIndex:
             else:
                 self._bindings_of(node, scope)
             if isinstance(node, ast.Call):
-                calls.append((node, scope))
+                self.calls.append(node)
                 self.scope_of_node[node] = scope
             elif isinstance(node, ast.ImportFrom):
                 self.imports_from.append(node)
@@ -129,9 +130,9 @@ class ModuleIndex:
                 elif isinstance(value, ast.AST):
                     self.parents[value] = node
                     stack.append((value, inner))
-        calls.sort(key=lambda pair: (pair[0].lineno, pair[0].col_offset))
-        for call, scope in calls:
-            self.scopes[scope].calls.append(call)
+        self.calls.sort(key=lambda call: (call.lineno, call.col_offset))
+        for call in self.calls:
+            self.scopes[self.scope_of_node[call]].calls.append(call)
 
     def _bind(
         self, scope: Scope, name: str, kind: BindingKind, node: ast.AST, value: ast.expr | None
@@ -155,7 +156,7 @@ class ModuleIndex:
                     self._bind(scope, target.id, "assign", node, node.value)
                 else:
                     self._targets(scope, target, node)
-            if isinstance(node.value, ast.Call) and call_name(node.value) in _OPENERS:
+            if isinstance(node.value, ast.Call) and call_name(node.value) in CONNECTION_OPENERS:
                 index.connections.update(x.id for x in node.targets if isinstance(x, ast.Name))
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             if isinstance(node.target, ast.Name):
@@ -175,7 +176,7 @@ class ModuleIndex:
                     expr = item.context_expr
                     if (
                         isinstance(expr, ast.Call)
-                        and call_name(expr) in _OPENERS
+                        and call_name(expr) in CONNECTION_OPENERS
                         and isinstance(item.optional_vars, ast.Name)
                     ):
                         index.connections.add(item.optional_vars.id)
@@ -247,20 +248,18 @@ class ModuleIndex:
             current = self.parents.get(current)
         return found
 
-    def reaching(self, name: str, at: ast.AST) -> tuple[list[Binding], bool]:
+    def reaching(self, name: str, at: ast.AST) -> list[Binding]:
         """The bindings of ``name`` in ``at``'s scope that may give its value at ``at``.
 
         Walks back from ``at`` in source order and stops at the first binding
         that certainly runs before ``at`` on every path (a statement earlier
         in a block that contains ``at``, a loop around ``at``, a parameter):
-        anything after it may have replaced its value on some path. The flag
-        says whether such a certain binding was found; when it was not, the
-        value may also come from an outer scope.
+        anything after it may have replaced its value on some path.
         """
         scope = self.scope(at)
         bindings = scope.bindings.get(name)
         if not bindings:
-            return [], False
+            return []
         position = (getattr(at, "lineno", 0), getattr(at, "col_offset", 0))
         ancestors = self.ancestors(at, scope.node)
         inside = set(ancestors)
@@ -268,21 +267,21 @@ class ModuleIndex:
         for binding in reversed(bindings):
             if binding.kind == "param":
                 found.append(binding)
-                return found, True
+                return found
             if binding.node in inside:
                 if (
                     isinstance(binding.node, (ast.For, ast.AsyncFor))
                     and binding.value not in inside
                 ):
                     found.append(binding)  # the loop variable, inside the loop's body
-                    return found, True
+                    return found
                 continue  # ``sql = f(sql)``: the call runs before this binding
             if binding.position >= position:
                 continue
             found.append(binding)
             if self._dominates(binding.node, ancestors):
-                return found, True
-        return found, False
+                return found
+        return found
 
     def _dominates(self, node: ast.AST, ancestors: list[ast.AST]) -> bool:
         """Whether statement ``node`` runs on every path to the node with these ancestors."""

@@ -43,6 +43,8 @@ from ._finding import Finding
 from ._finding import Rule
 from ._finding import Severity
 from ._finding import rule_doc
+from ._scopes import CONNECTION_OPENERS
+from ._scopes import call_name
 
 _FIX_EXECUTOR = (
     "or use flask_safe_migrate.execute_with_retry / run_with_retry, which do all of this"
@@ -127,7 +129,6 @@ CONNECTION_REUSED = Rule(
 RULES = (CONNECTION_OUTSIDE_LOOP, NO_DISPOSE, UNBOUNDED, NO_BACKOFF, CONNECTION_REUSED)
 
 _CONNECTION_NAMES = frozenset({"conn", "connection", "cursor", "cur", "session", "db_session"})
-_OPENERS = frozenset({"begin", "connect", "raw_connection"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,13 +145,6 @@ def _calls(node: ast.AST) -> t.Iterator[ast.Call]:
     for child in ast.walk(node):
         if isinstance(child, ast.Call):
             yield child
-
-
-def _attr(call: ast.Call) -> str:
-    func = call.func
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else ""
 
 
 def _bounded(loop: ast.For | ast.While | ast.AsyncFor) -> bool:
@@ -193,9 +187,9 @@ def _check_function(
         findings.append(Finding(rule, path, line, message, rule.fix, snippet))
 
     for call in _calls(function):
-        if _attr(call) in module.package_names:
+        if call_name(call) in module.package_names:
             evidence.append(
-                f"delegates to flask_safe_migrate.{_attr(call)} (line {call.lineno}), which "
+                f"delegates to flask_safe_migrate.{call_name(call)} (line {call.lineno}), which "
                 "satisfies point 1 by construction"
             )
             return findings, evidence
@@ -209,7 +203,7 @@ def _check_function(
                 "possibly dead, connection",
             )
     decorator = next(
-        (d for d in function.decorator_list if isinstance(d, ast.Call) and _attr(d) == "retry"),
+        (d for d in function.decorator_list if isinstance(d, ast.Call) and call_name(d) == "retry"),
         None,
     )
     loops: list[ast.AST]
@@ -234,7 +228,7 @@ def _check_function(
             if isinstance(n, (ast.For, ast.While, ast.AsyncFor))
             and not any(
                 isinstance(p, (ast.For, ast.While, ast.AsyncFor))
-                for p in _ancestors(module, n, function)
+                for p in module.index.ancestors(n, function)
             )
         ]
         if not loops:
@@ -252,14 +246,16 @@ def _check_function(
                     f"the retry loop of {name}() is 'while True' with no attempt limit",
                 )
     inside = [call for loop in loops for call in _calls(loop)]
-    openers = [c for c in inside if _attr(c) in _OPENERS]
+    openers = [c for c in inside if call_name(c) in CONNECTION_OPENERS]
     if openers:
         evidence.append(
             f"connection opened inside the loop ({_source(module, openers[0])}, line "
             f"{openers[0].lineno}): a new connection every attempt"
         )
     else:
-        outside = [c for c in _calls(function) if _attr(c) in _OPENERS and c not in inside]
+        outside = [
+            c for c in _calls(function) if call_name(c) in CONNECTION_OPENERS and c not in inside
+        ]
         if outside:
             finding(
                 CONNECTION_OUTSIDE_LOOP,
@@ -273,7 +269,7 @@ def _check_function(
                 function.lineno,
                 f"{name}() never opens a connection inside its retry loop",
             )
-    disposes = [c for c in inside if _attr(c) == "dispose"]
+    disposes = [c for c in inside if call_name(c) == "dispose"]
     if disposes:
         evidence.append(f"pool disposed on failure (engine.dispose(), line {disposes[0].lineno})")
     else:
@@ -284,7 +280,7 @@ def _check_function(
             "handing out dead connections",
         )
     if decorator is None:
-        sleeps = [c for c in inside if _attr(c) == "sleep"]
+        sleeps = [c for c in inside if call_name(c) == "sleep"]
         if sleeps:
             evidence.append(f"backoff sleep between attempts (line {sleeps[0].lineno})")
         else:
@@ -296,13 +292,6 @@ def _check_function(
     return findings, evidence
 
 
-def _ancestors(module: PyModule, node: ast.AST, stop: ast.AST) -> t.Iterator[ast.AST]:
-    current = module.parents.get(node)
-    while current is not None and current is not stop:
-        yield current
-        current = module.parents.get(current)
-
-
 def _source(module: PyModule, node: ast.AST) -> str:
     flat = module.segment(node, 61)
     return flat if len(flat) <= 60 else flat[:59] + "…"
@@ -311,11 +300,11 @@ def _source(module: PyModule, node: ast.AST) -> str:
 def check_calls(module: PyModule) -> list[Finding]:
     """``retry-connection-reused`` at call sites: a connection passed to a retry function."""
     findings: list[Finding] = []
-    calls = [call for scope in module.index.scopes.values() for call in scope.calls]
-    for call in sorted(calls, key=lambda c: (c.lineno, c.col_offset)):
+    for call in module.index.calls:
         if not module.is_retry_call(call):
             continue
-        connections = _connection_names(module, call)
+        # names bound to a connection (``with engine.begin() as conn``) in the call's scope
+        connections = module.index.scope(call).connections
         values = [*call.args, *(k.value for k in call.keywords)]
         for value in values:
             if isinstance(value, ast.Name) and (
@@ -326,7 +315,7 @@ def check_calls(module: PyModule) -> list[Finding]:
                         CONNECTION_REUSED,
                         module.path,
                         call.lineno,
-                        f"{value.id} is a connection: passing it to {_attr(call)}() makes every "
+                        f"{value.id} is a connection: passing it to {call_name(call)}() makes every "
                         "attempt run on that same connection, dead or not",
                         CONNECTION_REUSED.fix,
                         _source(module, call),
@@ -334,8 +323,3 @@ def check_calls(module: PyModule) -> list[Finding]:
                 )
                 break
     return findings
-
-
-def _connection_names(module: PyModule, call: ast.Call) -> set[str]:
-    """Names bound to a connection (``with engine.begin() as conn``) in the call's scope."""
-    return module.index.scope(call).connections

@@ -30,6 +30,7 @@ from ._finding import Finding
 from ._finding import Rule
 from ._finding import Severity
 from ._finding import rule_doc
+from ._scopes import call_name
 
 RETRY_INSIDE_TRANSACTION = Rule(
     code="SM011",
@@ -94,13 +95,6 @@ _SESSION_CALLS = frozenset({"Session", "scoped_session", "sessionmaker"})
 Func = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-def _name(call: ast.Call) -> str:
-    func = call.func
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else ""
-
-
 def _snippet(module: PyModule, node: ast.AST) -> str:
     flat = module.segment(node, 101)
     return flat if len(flat) <= 100 else flat[:99] + "…"
@@ -108,13 +102,11 @@ def _snippet(module: PyModule, node: ast.AST) -> str:
 
 def _migration_parameter(module: PyModule, call: ast.Call) -> bool:
     """``m.execute`` / ``m.scalar`` where ``m`` is the argument of ``upgrade(m)``."""
-    if not module.is_migration or not isinstance(call.func, ast.Attribute):
-        return False
-    receiver = call.func.value
-    top = module.top_function(call)
-    if top is None or not isinstance(receiver, ast.Name) or not top.args.args:
-        return False
-    return call.func.attr in ("execute", "scalar") and receiver.id == top.args.args[0].arg
+    return (
+        isinstance(call.func, ast.Attribute)
+        and call.func.attr in ("execute", "scalar")
+        and module.on_migration_parameter(call)
+    )
 
 
 class Checker:
@@ -169,15 +161,6 @@ class Checker:
             return False
         return function.name in self.reaching or function.name in ("upgrade", "downgrade")
 
-    def _in_retry_definition(self, node: ast.AST) -> bool:
-        current = self.module.parents.get(node)
-        while current is not None:
-            if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if current.name in self.module.retry_names:
-                    return True
-            current = self.module.parents.get(current)
-        return False
-
     def run(self) -> list[Finding]:
         """Run every point-2 check of the module."""
         module = self.module
@@ -210,7 +193,7 @@ class Checker:
             )
 
     def _call(self, call: ast.Call) -> None:
-        name = _name(call)
+        name = call_name(call)
         if name in _SESSION_CALLS and self.migration_code(call):
             self._add(
                 SESSION_IN_MIGRATION,
@@ -222,7 +205,7 @@ class Checker:
             name in ("commit", "rollback")
             and isinstance(call.func, ast.Attribute)
             and self.migration_code(call)
-            and not self._in_retry_definition(call)
+            and not self.module.in_retry_definition(call)
         ):
             self._add(
                 TRANSACTION_CONTROL,
@@ -235,7 +218,7 @@ class Checker:
             return
         if direct:
             self.executor_calls += 1
-        if self._in_retry_definition(call):
+        if self.module.in_retry_definition(call):
             return
         outer = self._outer_transaction(call)
         if outer is None:
@@ -265,7 +248,7 @@ class Checker:
                 for item in current.items:
                     expr = item.context_expr
                     if isinstance(expr, ast.Call) and (
-                        _name(expr) in _TXN_OPENERS or _name(expr) in _SESSION_CALLS
+                        call_name(expr) in _TXN_OPENERS or call_name(expr) in _SESSION_CALLS
                     ):
                         return f"'with {_snippet(module, expr)}' (line {current.lineno})"
             current = module.parents.get(current)
