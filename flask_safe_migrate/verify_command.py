@@ -111,8 +111,8 @@ def _migrations_backend(state: SafeMigrate) -> tuple[str, str] | None:
 
     for key in ("SAFE_MIGRATE_DATABASE_URI", "SQLALCHEMY_DATABASE_URI"):
         value = current_app.config.get(key)
-        if value:
-            return str(value).split(":", 1)[0].split("+", 1)[0].lower(), key
+        if isinstance(value, str) and value:  # a callable URL is not called here
+            return value.split(":", 1)[0].split("+", 1)[0].lower(), key
     return None
 
 
