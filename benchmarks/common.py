@@ -60,6 +60,9 @@ db = SQLAlchemy(app)
 migrate = Migrate(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
 """
 
+#: A process that imports the app (``smapp``) and exits: a booting web worker.
+BOOT_ARGV = [sys.executable, "-c", "import smapp"]
+
 
 def median(values: t.Sequence[float]) -> float:
     return float(statistics.median(values))
@@ -286,8 +289,44 @@ class Workspace:
             )
         return elapsed, completed
 
+    def boot(
+        self, url: str, *, argv: list[str] | None = None, stderr: int | None = subprocess.DEVNULL
+    ) -> subprocess.Popen[str]:
+        """Start what a booting web worker does: import the app, auto-migrate on.
+
+        ``argv``: another command for the same import (e.g. under a profiler).
+        """
+        return subprocess.Popen(
+            argv or BOOT_ARGV,
+            cwd=self.sm_dir,
+            env=self.env(url, self.sm_dir, BENCH_AUTO="1"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+
     def destroy(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Workspaces:
+    """Workspaces by history length, made on demand, reusing the ones given."""
+
+    def __init__(self, *given: Workspace) -> None:
+        self.given = {ws.count: ws for ws in given}
+        self.made: dict[int, Workspace] = {}
+
+    def __call__(self, count: int) -> Workspace:
+        if count in self.given:
+            return self.given[count]
+        if count not in self.made:
+            self.made[count] = Workspace(count)
+        return self.made[count]
+
+    def destroy(self) -> None:
+        for ws in self.made.values():
+            ws.destroy()
+        self.made.clear()
 
 
 class Servers:
@@ -368,6 +407,41 @@ def count_rows(url: str, sql: str) -> t.Any:
             return conn.exec_driver_sql(sql).scalar()
     finally:
         engine.dispose()
+
+
+def exactly_once(servers: Servers, name: str, tool: str, count: int) -> bool:
+    """Every migration applied once: the bookkeeping and the seed rows agree (one connection)."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(servers.cluster.server.url_for(name), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+
+            def one(sql: str) -> t.Any:
+                return conn.exec_driver_sql(sql).scalar()
+
+            if tool == "sm":
+                rows = one("SELECT count(DISTINCT version) FROM safe_migrate_ledger")
+                dupes = one("SELECT count(*) - count(DISTINCT version) FROM safe_migrate_ledger")
+                if rows != count or dupes != 0:
+                    return False
+            elif one("SELECT version_num FROM alembic_version") != f"r{count:04d}":
+                return False
+            tables = (
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname ~ '^t[0-9]+$'"
+            )
+            wrong = one(
+                f"SELECT count(*) FROM ({tables}) s WHERE (xpath('/row/c/text()', query_to_xml("
+                "'SELECT count(*) AS c FROM ' || quote_ident(s.relname), false, true, '')))[1]"
+                "::text::int <> 3"
+            )
+            found = one(f"SELECT count(*) FROM ({tables}) s")
+    finally:
+        engine.dispose()
+    seeded = (count - 3) // 10 + 1 if count >= 3 else 0
+    return wrong == 0 and found >= seeded
 
 
 def server_activity(servers: Servers, name: str, wait: float = 5.0) -> dict[str, int] | None:

@@ -16,35 +16,24 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 
 from benchmarks.common import Servers
 from benchmarks.common import Workspace
 from benchmarks.common import count_rows
+from benchmarks.common import exactly_once
 from benchmarks.common import log
 from benchmarks.common import median
 from benchmarks.common import ratio
 from benchmarks.common import write_result
-from benchmarks.faults import exactly_once
 
 
 def boot(servers: Servers, ws: Workspace, processes: int) -> tuple[float, bool, int]:
     name = servers.new_database()
-    env = ws.env(servers.bouncer_url(name), ws.sm_dir, BENCH_AUTO="1")
+    url = servers.bouncer_url(name)
     try:
         started = time.perf_counter()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", "import smapp"],
-                cwd=ws.sm_dir,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(processes)
-        ]
+        procs = [ws.boot(url, stderr=subprocess.PIPE) for _ in range(processes)]
         codes = []
         for proc in procs:
             _, err = proc.communicate(timeout=600)

@@ -19,32 +19,41 @@ import sys
 import time
 import typing as t
 
+from benchmarks.common import BOOT_ARGV
 from benchmarks.common import ROOT
 from benchmarks.common import Servers
 from benchmarks.common import Workspace
+from benchmarks.common import Workspaces
 from benchmarks.common import log
 from benchmarks.common import results_dir
 from benchmarks.common import write_result
 
-# Frames of one migration's attempt; on each path the outermost match wins (the walk
-# stops there), so nested matches are never counted twice.
+# Frames of one migration's attempt (the runner's Postgres path); on each path the
+# outermost match wins (the walk stops there), so nested matches are never counted
+# twice. pyinstrument samples the main thread only.
 APPLY_KEYS: list[tuple[str, str]] = [
     ("new server connection (libpq connect: TLS + SCRAM)", "_connect"),
     ("backoff sleeps between attempts", "sleep"),
-    ("attempt setup: isolation, SET LOCAL timeouts, advisory lock", "Runner._start_unit"),
-    ("ledger re-check (read_one)", "read_one"),
+    (
+        "attempt setup: BEGIN, isolation, SET LOCAL timeouts, advisory lock, ledger re-read",
+        "Runner._start_unit",
+    ),
     ("the migration's own SQL", "Connection.exec_driver_sql"),
-    ("ledger row (insert_row)", "insert_row"),
-    ("COMMIT", "RootTransaction._do_commit"),
-    ("close connection", "Connection.close"),
+    ("ledger row", "Runner._record"),
+    ("COMMIT", "Runner._commit"),
 ]
 
 PENDING_KEYS: list[tuple[str, str]] = [
     ("server connection (libpq connect: TLS + SCRAM)", "_connect"),
-    ("ledger query", "read_applied_raw"),
-    ("migration files discovery (read + checksum)", "discover"),
+    ("ledger query", "read_versions_raw"),
+    ("migration file names", "find_files"),
+    ("unapplied files read + checksum", "read_found"),
     ("module imports on first use", "_find_and_load"),
 ]
+
+
+#: How long after the profiled applier the waiters of ``profile_crowd`` start (it has the lease by then).
+WAITERS_DELAY_S = 1.0
 
 
 def profiles_dir() -> str:
@@ -102,36 +111,31 @@ def _self_time(node: t.Any) -> float:
     return max(0.0, float(node.time) - calls)
 
 
-def by_library(frame: t.Any) -> dict[str, float]:
-    """Self time grouped by top-level package (or built-in calls / standard library)."""
+def _self_time_by(frame: t.Any, key: t.Callable[[t.Any], str]) -> dict[str, float]:
+    """Self time of every (non-synthetic) node under ``frame``, summed per ``key(node)``."""
     out: dict[str, float] = {}
 
     def visit(node: t.Any) -> None:
         if _synthetic(node):
             return
-        lib = _library(node)
-        out[lib] = out.get(lib, 0.0) + _self_time(node)
-        for child in node.children:
-            visit(child)
-
-    visit(frame)
-    return dict(sorted(((k, round(v, 3)) for k, v in out.items()), key=lambda kv: -kv[1]))
-
-
-def by_function(frame: t.Any) -> dict[str, float]:
-    """Self time per function (``name (file)``), every call site summed."""
-    out: dict[str, float] = {}
-
-    def visit(node: t.Any) -> None:
-        if _synthetic(node):
-            return
-        key = f"{_name(node)} ({node.file_path_short or '?'})"
-        out[key] = out.get(key, 0.0) + _self_time(node)
+        name = key(node)
+        out[name] = out.get(name, 0.0) + _self_time(node)
         for child in node.children:
             visit(child)
 
     visit(frame)
     return out
+
+
+def by_library(frame: t.Any) -> dict[str, float]:
+    """Self time grouped by top-level package (or built-in calls / standard library)."""
+    out = _self_time_by(frame, _library)
+    return dict(sorted(((k, round(v, 3)) for k, v in out.items()), key=lambda kv: -kv[1]))
+
+
+def by_function(frame: t.Any) -> dict[str, float]:
+    """Self time per function (``name (file)``), every call site summed."""
+    return _self_time_by(frame, lambda node: f"{_name(node)} ({node.file_path_short or '?'})")
 
 
 def _top(values: dict[str, float], n: int = 8) -> dict[str, float]:
@@ -154,6 +158,28 @@ def _pyinstrument_argv(session_file: str, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", session_file, *argv[1:]]
 
 
+def _profile_upgrade(
+    ws: Workspace, tool: str, url: str, session_file: str, timeout: float | None = None
+) -> tuple[t.Any, int]:
+    """``tool``'s whole-process upgrade of ``url`` under pyinstrument: its session, its exit code.
+
+    With a ``timeout`` (a run through the cutting proxy) a failed run is profiled too;
+    without, a failure raises.
+    """
+    from pyinstrument.session import Session
+
+    argv, cwd, app_dir = ws.command(tool)
+    completed = subprocess.run(
+        _pyinstrument_argv(session_file, argv),
+        cwd=cwd,
+        env=ws.env(url, app_dir),
+        check=timeout is None,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return Session.load(session_file), completed.returncode
+
+
 def _summary(session: t.Any, keys: list[tuple[str, str]], text_name: str) -> dict[str, t.Any]:
     root = session.root_frame()
     return {
@@ -168,22 +194,12 @@ def _summary(session: t.Any, keys: list[tuple[str, str]], text_name: str) -> dic
 
 def profile_apply(servers: Servers, ws: Workspace) -> dict[str, object]:
     """Whole ``flask safe-migrate run`` process applying the history, direct TLS."""
-    from pyinstrument.session import Session
-
     name = servers.new_database()
     session_file = os.path.join(ws.root, "apply.pyisession")
     try:
-        argv, cwd, app_dir = ws.command("sm")
-        subprocess.run(
-            _pyinstrument_argv(session_file, argv),
-            cwd=cwd,
-            env=ws.env(servers.direct_url(name), app_dir),
-            check=True,
-            capture_output=True,
-        )
+        session, _ = _profile_upgrade(ws, "sm", servers.direct_url(name), session_file)
     finally:
         servers.drop_database(name)
-    session = Session.load(session_file)
     out: dict[str, t.Any] = {
         "what": f"flask safe-migrate run, {ws.count} migrations, direct TLS",
         "migrations": ws.count,
@@ -199,7 +215,8 @@ def profile_apply(servers: Servers, ws: Workspace) -> dict[str, object]:
 NOOP_KEYS: list[tuple[str, str]] = [
     ("module imports", "_find_and_load"),
     ("server connection (libpq connect: TLS + SCRAM)", "_connect"),
-    ("migration files discovery (read + checksum)", "discover"),
+    # ours runs its first ledger read in a thread meanwhile (not sampled) and waits for it here
+    ("migration files read + checksum, ledger read alongside", "Runner._files_and_ledger"),
     ("ledger query", "read_applied_raw"),
 ]
 
@@ -221,8 +238,6 @@ def profile_noop(servers: Servers, ws: Workspace, ours_url: str | None = None) -
 
     ``ours_url``: a database our tool already brought up to date, to save applying again.
     """
-    from pyinstrument.session import Session
-
     out: dict[str, t.Any] = {"migrations": ws.count}
     for tool, label in (("sm", "ours"), ("fm", "flask_migrate")):
         session_file = os.path.join(ws.root, f"noop_{tool}.pyisession")
@@ -230,15 +245,8 @@ def profile_noop(servers: Servers, ws: Workspace, ours_url: str | None = None) -
             url = ours_url if tool == "sm" and ours_url else None
             if url is None:
                 url = stack.enter_context(applied_database(servers, ws, tool))
-            argv, cwd, app_dir = ws.command(tool)
-            subprocess.run(
-                _pyinstrument_argv(session_file, argv),
-                cwd=cwd,
-                env=ws.env(url, app_dir),
-                check=True,
-                capture_output=True,
-            )
-        out[label] = _summary(Session.load(session_file), NOOP_KEYS, f"noop_{label}")
+            session, _ = _profile_upgrade(ws, tool, url, session_file)
+        out[label] = _summary(session, NOOP_KEYS, f"noop_{label}")
     log(
         f"profile no-op boot: ours {out['ours']['frames_s']}, F-M {out['flask_migrate']['frames_s']}"
     )
@@ -345,27 +353,12 @@ def profile_crowd(servers: Servers, ws: Workspace, waiters: int = 11) -> dict[st
     for label, crowd in (("alone", 0), ("with_waiters", waiters)):
         name = servers.new_database()
         session_file = os.path.join(ws.root, f"crowd_{label}.pyisession")
-        env = ws.env(servers.bouncer_url(name), ws.sm_dir, BENCH_AUTO="1")
+        url = servers.bouncer_url(name)
         try:
             started = time.perf_counter()
-            applier = subprocess.Popen(
-                _pyinstrument_argv(session_file, [sys.executable, "-c", "import smapp"]),
-                cwd=ws.sm_dir,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(1.0 if crowd else 0.0)
-            others = [
-                subprocess.Popen(
-                    [sys.executable, "-c", "import smapp"],
-                    cwd=ws.sm_dir,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(crowd)
-            ]
+            applier = ws.boot(url, argv=_pyinstrument_argv(session_file, BOOT_ARGV))
+            time.sleep(WAITERS_DELAY_S if crowd else 0.0)
+            others = [ws.boot(url) for _ in range(crowd)]
             applier.wait(600)
             applier_s = time.perf_counter() - started
             for proc in others:
@@ -396,29 +389,20 @@ def profile_faults(
     servers: Servers, ws: Workspace, rate: float, seed: int = 7
 ) -> dict[str, object]:
     """One run of ours through the cutting proxy at ``rate``: backoff sleeps vs work."""
-    from pyinstrument.session import Session
-
     from benchmarks.faults import CountingProxy
 
     name = servers.new_database()
     session_file = os.path.join(ws.root, "faults.pyisession")
     proxy = CountingProxy(servers.cluster.port, rate, seed)
     try:
-        argv, cwd, app_dir = ws.command("sm")
-        completed = subprocess.run(
-            _pyinstrument_argv(session_file, argv),
-            cwd=cwd,
-            env=ws.env(proxy.proxy.url(servers.direct_url(name)), app_dir),
-            capture_output=True,
-            timeout=300,
-        )
+        url = proxy.proxy.url(servers.direct_url(name))
+        session, code = _profile_upgrade(ws, "sm", url, session_file, timeout=300)
     finally:
         proxy.stop()
         servers.drop_database(name)
-    session = Session.load(session_file)
     out: dict[str, t.Any] = {
         "what": f"flask safe-migrate run, {ws.count} migrations, {rate:.0%} of chunks cut, seed {seed}",
-        "exit": completed.returncode,
+        "exit": code,
         "cuts": proxy.cuts(),
         "migrations": ws.count,
         **_summary(session, APPLY_KEYS, "faults"),
@@ -447,8 +431,6 @@ def profile_verify(count: int) -> dict[str, object]:
 
 
 def main() -> None:
-    from benchmarks.faults import Workspaces
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--fault-count", type=int, default=20)

@@ -25,9 +25,11 @@ from benchmarks.common import RESULTS
 from benchmarks.common import ROOT
 from benchmarks.common import results_dir
 from benchmarks.common import set_results_dir
+from benchmarks.faults import MIN_CONCURRENT_TIMEOUT_S
+from benchmarks.faults import time_target
 from benchmarks.history import STEP_KINDS
 from benchmarks.history import census
-from benchmarks.profiles import APPLY_KEYS
+from benchmarks.profiles import WAITERS_DELAY_S
 
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 CHART = os.path.join(ROOT, "docs", "benchmarks.png")
@@ -117,8 +119,6 @@ def _plural(n: t.Any, word: str) -> str:
 
 def _rel_link(path: str, doc: str) -> str:
     """A link from the page to a file given relative to the repository root."""
-    if not path.startswith("benchmarks/"):  # older results: relative to benchmarks/
-        path = "benchmarks/" + path
     target = os.path.join(ROOT, path)
     return f"[`{path}`]({os.path.relpath(target, os.path.dirname(doc))})"
 
@@ -136,18 +136,15 @@ def provenance_problems(data: dict[str, D | None]) -> tuple[list[str], bool]:
     no_prov = [name for name, d in present.items() if not isinstance(d.get("provenance"), dict)]
     if no_prov:
         problems.append(
-            "No provenance recorded (older results format; commit and size unknown): "
-            + ", ".join(no_prov)
-            + "."
+            "No provenance recorded (not written by a benchmark script; commit and size "
+            "unknown): " + ", ".join(no_prov) + "."
         )
     prov = {name: d["provenance"] for name, d in present.items() if name not in no_prov}
     quick = [name for name, p in prov.items() if p.get("quick")]
-    legacy_quick = g(present, "suite", "quick") and "suite" in no_prov
-    any_quick = bool(quick or legacy_quick)
-    if any_quick:
+    if quick:
         problems.append(
             "**QUICK (smoke-test) FIGURES** — not the spec's sizes, not for quoting: "
-            + ", ".join(quick or ["suite"])
+            + ", ".join(quick)
             + "."
         )
     commits = {p.get("commit") for p in prov.values()}
@@ -172,7 +169,7 @@ def provenance_problems(data: dict[str, D | None]) -> tuple[list[str], bool]:
             if dirty
             else "Measured with uncommitted code changes."
         )
-    return problems, any_quick
+    return problems, bool(quick)
 
 
 def provenance_table(data: dict[str, D | None]) -> list[str]:
@@ -256,14 +253,14 @@ def ratio_rows(data: dict[str, D | None]) -> list[Row]:
     for row in _fault_rows(faults):
         vs = row.get("ours_vs_fault_free")
         done = f"{row.get('ours_completed', '?')}/{row.get('runs', '?')} completed"
-        time_target = 2.0 if row.get("rate", 1) <= 0.01 else None
-        target_text = "target 100%, <= 2x" if time_target else "target 100%"
+        most = time_target(row.get("rate", 1))
+        target_text = f"target 100%, <= {most:g}x" if most else "target 100%"
         rows.append(
             Row(
                 f"3 {row.get('rate', 0):.0%} chunks cut, {faults.get('migrations', '?')} migr.\n"
                 "time vs our fault-free",
                 vs,
-                time_target,
+                most,
                 row.get("met"),
                 (
                     f"{vs:.2f}x, "
@@ -332,14 +329,6 @@ def ratio_rows(data: dict[str, D | None]) -> list[Row]:
 
 def _fault_rows(faults: D) -> list[D]:
     rows = [v for k, v in faults.items() if k.startswith("rate_") and isinstance(v, dict)]
-    for row in rows:  # results written before "met" was recorded
-        if "met" not in row:
-            complete = row.get("ours_completion") == 1.0
-            vs = row.get("ours_vs_fault_free")
-            if row.get("rate", 1) <= 0.01:
-                row["met"] = complete and vs is not None and vs <= 2.0
-            else:
-                row["met"] = complete
     return sorted(rows, key=lambda r: r.get("rate", 0))
 
 
@@ -582,18 +571,19 @@ def _history_note(faults: D) -> str:
     estimates = choice.get("estimated_phase_s") or {}
     bigger = sorted((int(k), v) for k, v in estimates.items() if int(k) > n)
     why = ""
-    own = estimates.get(str(n), estimates.get(n))
+    own = estimates.get(str(n))
     budget = choice.get("budget_s")
+    rate = _pct(choice.get("for_rate"))
     if isinstance(own, int | float) and isinstance(budget, int | float) and own > budget:
         why = (
-            f": the smallest candidate, and even it was estimated at ~{own:.0f} s for the 1% "
+            f": the smallest candidate, and even it was estimated at ~{own:.0f} s for the {rate} "
             f"runs, over their {budget:.0f} s budget"
         )
     elif bigger:
         size, est = bigger[0]
         why = (
             f": the largest that fits the 10-minute budget ({size} would need ~{est:.0f} s "
-            f"for the 1% runs, budget {_num(choice.get('budget_s'), '.0f')} s)"
+            f"for the {rate} runs, budget {_num(budget, '.0f')} s)"
         )
     return f"**{n}-migration history, NOT the spec's {spec}**{why}"
 
@@ -622,7 +612,7 @@ def document(data: dict[str, D | None], doc: str, chart_file: str | None = None)
     history = ""
     if isinstance(n, int):
         history = (
-            f" (`benchmarks/history.py`: {n} migrations, {math.ceil(n / 10)} tables × "
+            f" (`benchmarks/history.py`: {n} migrations, {math.ceil(n / len(STEP_KINDS))} tables × "
             f"{len(STEP_KINDS)} steps: {', '.join(STEP_KINDS)}; Flask-Migrate gets the same SQL "
             "as chained Alembic revisions, each `op.execute(<same SQL>)`)"
         )
@@ -632,7 +622,9 @@ def document(data: dict[str, D | None], doc: str, chart_file: str | None = None)
     add("Both tools run from one venv (`pip install -e '.[bench]'`) against the same private")
     add(f"Postgres cluster, with the same generated history{history}.")
     add("The two systems alternate run by run; figures are medians and ratios of medians.")
-    add("Absolute times on a shared 2-core machine are noise: read the ratios.")
+    cpus = _recorded(data, "machine").get("cpus")
+    machine = f"{cpus}-core machine" if cpus else "machine"
+    add(f"Absolute times on a shared {machine} are noise: read the ratios.")
     add("")
     chart_link = os.path.relpath(chart_file or chart_path(), os.path.dirname(doc))
     add(f"![benchmarks chart]({chart_link})")
@@ -649,7 +641,7 @@ def document(data: dict[str, D | None], doc: str, chart_file: str | None = None)
         budget = g(suite, "budget_s", default=600)
         add(
             f"`benchmarks/run_all{' --quick' if suite.get('quick') else ''}` took "
-            f"**{runtime:.0f} s** for all of this (budget: {budget:.0f} s = 10 minutes; "
+            f"**{runtime:.0f} s** for all of this (budget: {budget:.0f} s = {budget / 60:g} minutes; "
             f"{'within' if runtime < budget else '**OVER**'} budget)"
             + (
                 ": " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()) + "."
@@ -668,7 +660,7 @@ def document(data: dict[str, D | None], doc: str, chart_file: str | None = None)
     add("")
     lines.extend(provenance_table(data))
     add("")
-    _method(add, apply, faults, conc, verify, executor)
+    _method(add, faults)
     return "\n".join(lines)
 
 
@@ -715,19 +707,13 @@ def _summary_rows(add: t.Callable[[str], None], apply: D, faults: D, conc: D, ve
         rate = row.get("rate", 0)
         runs = row.get("runs", "?")
         if row.get("concurrent"):
-            how = (
-                f"started {row['stagger_s']:g} s apart and overlapping"
-                if row.get("stagger_s") is not None
-                else "run concurrently"
-            )
-            if row.get("cpu_busy_share") is not None:
+            how = f"started {_num(row.get('stagger_s'), 'g')} s apart and overlapping"
+            if row.get("cpu_busy_share") is not None:  # None: /proc/stat unreadable
                 how += f" (CPU busy {_pct(row['cpu_busy_share'])} during the phase)"
-            how += ", so times are upper bounds"
-            if row.get("timeout_s") is not None:
-                how += (
-                    f"; a run still going after {row['timeout_s']:.0f} s is stopped and counts"
-                    " as not completed"
-                )
+            how += (
+                ", so times are upper bounds; a run still going after "
+                f"{_num(row.get('timeout_s'), '.0f')} s is stopped and counts as not completed"
+            )
         else:
             how = "one at a time, tools alternating"
         ours = f"{row.get('ours_completed', '?')}/{runs} completed ({_pct(row.get('ours_completion'))})"
@@ -746,7 +732,8 @@ def _summary_rows(add: t.Callable[[str], None], apply: D, faults: D, conc: D, ve
                     else ""
                 )
             )
-        target = "100%, <= 2x time" if rate <= 0.01 else "100%"
+        most = time_target(rate)
+        target = f"100%, <= {most:g}x time" if most else "100%"
         add(
             f"| 3 | {_history_note(faults)}, through a blind proxy cutting {rate:.0%} of chunks, "
             f"{runs} runs per tool, {how} ({_defaults_text(faults)}) | {ours} | Flask-Migrate "
@@ -920,37 +907,18 @@ def _where_time_goes(
             outside = ap.get("startup_and_discovery_s")
             direct = apply.get("apply_direct") or {}
             theirs = direct.get("flask_migrate_median_s")
-            if all(isinstance(x, int | float) for x in (own_sql, outside, theirs)):
+            target = direct.get("target_ratio")
+            if all(isinstance(x, int | float) for x in (own_sql, outside, theirs, target)):
                 floor = own_sql + outside
-                goal = 0.6 * theirs
+                goal = target * theirs
                 add(
                     f"The floor under this row: the migrations' own SQL ({own_sql:.2f} s, server"
                     f" work Flask-Migrate pays too) plus the process around the run"
                     f" ({outside:.2f} s) make {floor:.2f} s, "
-                    + (
-                        f"already more than the target's 0.6 × {theirs:.2f} s = {goal:.2f} s"
-                        if floor > goal
-                        else f"under the target's 0.6 × {theirs:.2f} s = {goal:.2f} s"
-                    )
-                    + ". What is ours is the bookkeeping each migration pays for committing,"
-                    " locking and recording on its own (the attempt setup above): a kept"
-                    " connection and four round trips, down from a new TLS connection and"
-                    " eight round trips per migration."
-                )
-                add("")
-            connect = ap["frames_s"].get(APPLY_KEYS[0][0])
-            sessions = g(apply, "ours_server_activity", "sessions")
-            if isinstance(connect, int | float) and total and connect / total >= 0.2:
-                add(
-                    "Ours to fix (package code, `flask_safe_migrate/runner.py`): keep the attempt's"
-                    " connection for the next migration while it is healthy and open a new one"
-                    " only for a retry"
-                    + (
-                        f" ({sessions} connections for {apply.get('migrations')} migrations now)"
-                        if sessions
-                        else ""
-                    )
-                    + "; fold the per-attempt setup queries into fewer round trips."
+                    + ("already more than" if floor > goal else "under")
+                    + f" the target's {target:g} × {theirs:.2f} s = {goal:.2f} s. What is ours is"
+                    " the bookkeeping each migration pays for committing, locking and recording"
+                    " on its own (the attempt setup above)."
                 )
                 add("")
         else:
@@ -1019,11 +987,8 @@ def _where_time_goes(
                     " different runs or sizes).**"
                 )
             add("")
-            if not frames:
-                add("(This profile summary has no frame breakdown: older results format.)")
-            else:
-                add("| Frame (inclusive) | ms | Share |")
-                add("|---|---|---|")
+            add("| Frame (inclusive) | ms | Share |")
+            add("|---|---|---|")
             for label, ms in frames.items():
                 add(
                     f"| {label} | {_num(ms, '.1f') if ms is not None else 'not in this profile'} | "
@@ -1078,12 +1043,10 @@ def _where_time_goes(
                     f"for its new connection, and a unit gives up after the policy's attempts; "
                     f"then a {fn}-migration run would complete with probability {_pct(expected)})"
                 )
-            if isinstance(errors, dict) and errors:
+            if errors:
                 line += "; why the others stopped: " + "; ".join(
                     f"{count}× `{err}`" for err, count in list(errors.items())[:3]
                 )
-            elif isinstance(errors, list) and errors:
-                line += "; errors: " + "; ".join(f"`{e}`" for e in errors[:3])
             add(line + ".")
         add("")
         fp = profiles.get("faults")
@@ -1100,11 +1063,12 @@ def _where_time_goes(
             add("")
             sleep = g(fp, "frames_s", "backoff sleeps between attempts")
             if isinstance(sleep, int | float) and total:
+                fresh = frows[0].get("ours_chunks_per_fresh_connection", "?")
                 add(
                     f"Backoff sleeps are {_share(sleep, total)} of that run. A cut is retried at"
                     " once on a new connection; only when that retry is cut too does a backoff"
                     " wait follow, on the package's unchanged schedule. The more chunks an"
-                    " attempt exchanges (a new connection alone is ~16), the more often a"
+                    f" attempt exchanges (a new connection alone is ~{fresh}), the more often a"
                     " retry is cut again: at high cut rates, a unit that runs out of its"
                     " attempts is what stops a run (see the completion model above)."
                 )
@@ -1128,7 +1092,8 @@ def _where_time_goes(
             a, w = cp.get("alone") or {}, cp.get("with_waiters") or {}
             add(
                 f"pyinstrument on the applying process through PgBouncer, alone and then with "
-                f"{cp.get('waiters', '?')} processes booting beside it a second later (full trees: "
+                f"{cp.get('waiters', '?')} processes booting beside it {WAITERS_DELAY_S:g} s later"
+                " (full trees: "
                 + ", ".join(_rel_link(str(x.get("text")), doc) for x in (a, w) if x.get("text"))
                 + "):"
             )
@@ -1215,9 +1180,7 @@ def _where_time_goes(
             add("")
         if isinstance(ex, dict) and isinstance(ex.get("retry"), dict):
             statements = ex.get("statements", "?")
-            growth = ex.get("library_growth_s") or _growth(
-                g(ex, "retry", "self_by_library_s") or {}, g(ex, "bare", "self_by_library_s") or {}
-            )
+            by_library: D = ex.get("library_growth_s") or {}
             b_total, r_total = g(ex, "bare", "total_s"), g(ex, "retry", "total_s")
             add(
                 f"pyinstrument, {statements} statements each on one pooled engine: bare loop "
@@ -1230,13 +1193,13 @@ def _where_time_goes(
                 + "). Self time, retry loop minus bare loop:"
             )
             add("")
-            if growth:
+            if by_library:
                 add("| Library | extra self time (s) |")
                 add("|---|---|")
-                for lib, secs in growth.items():
+                for lib, secs in by_library.items():
                     add(f"| {lib} | {secs:+.3f} |")
                 add("")
-                top_lib, top_secs = next(iter(growth.items()))
+                top_lib, top_secs = next(iter(by_library.items()))
                 add(f"The largest growth is in **{top_lib}** ({top_secs:+.3f} s).")
             functions = ex.get("self_growth_s") or {}
             if functions:
@@ -1245,23 +1208,10 @@ def _where_time_goes(
                     + ", ".join(f"`{k}` {v:+.3f} s" for k, v in list(functions.items())[:6])
                     + "."
                 )
-            elif ex.get("retry") and not growth:
-                add(
-                    "Self time by library, retry loop: "
-                    f"{_top_list(g(ex, 'retry', 'self_by_library_s') or {}, 's', 5)}; bare loop: "
-                    f"{_top_list(g(ex, 'bare', 'self_by_library_s') or {}, 's', 5)}."
-                )
             add("")
         else:
             add("No profile recorded for this row.")
             add("")
-
-
-def _growth(after: D, before: D) -> dict[str, float]:
-    """``after - before`` per key, largest growth first."""
-    keys = set(after) | set(before)
-    diff = {k: round((after.get(k) or 0.0) - (before.get(k) or 0.0), 3) for k in keys}
-    return dict(sorted(diff.items(), key=lambda kv: -kv[1]))
 
 
 def _findings(add: t.Callable[[str], None], verify: D) -> None:
@@ -1299,15 +1249,18 @@ def _findings(add: t.Callable[[str], None], verify: D) -> None:
     add("")
 
 
-def _machine(add: t.Callable[[str], None], data: dict[str, D | None]) -> None:
-    m: D = {}
-    servers: D = {}
+def _recorded(data: dict[str, D | None], key: str) -> D:
+    """``provenance[key]`` of the first results file that recorded it (suite.json first)."""
     for name in ("suite", *NAMES):
-        d = data.get(name) or {}
-        m = m or g(d, "provenance", "machine", default={}) or g(d, "machine", default={})
-        servers = (
-            servers or g(d, "provenance", "servers", default={}) or g(d, "servers", default={})
-        )
+        found = g(data, name, "provenance", key)
+        if found:
+            return t.cast(D, found)
+    return {}
+
+
+def _machine(add: t.Callable[[str], None], data: dict[str, D | None]) -> None:
+    m = _recorded(data, "machine")
+    servers = _recorded(data, "servers")
     add("## Machine and versions")
     add("")
     if m:
@@ -1326,7 +1279,7 @@ def _machine(add: t.Callable[[str], None], data: dict[str, D | None]) -> None:
     add("")
 
 
-def _method(add: t.Callable[[str], None], apply: D, faults: D, conc: D, verify: D, executor: D) -> None:  # fmt: skip
+def _method(add: t.Callable[[str], None], faults: D) -> None:
     add("## How each row is measured")
     add("")
     add("* Rows 1-2, `python -m benchmarks.apply_history`: whole processes, a fresh database per")
@@ -1341,12 +1294,14 @@ def _method(add: t.Callable[[str], None], apply: D, faults: D, conc: D, verify: 
     add("  fault-free baseline alternates the tools with the order flipped every repetition.")
     choice = faults.get("history_choice") or {}
     if choice:
+        sizes = list(g(choice, "calibration", "sm", "seconds_at", default={}))
         add(
-            f"  History length: the spec's {choice.get('spec_migrations', 1000)} when the "
+            f"  History length: the spec's {choice.get('spec_migrations', '?')} when the "
             f"{_pct(choice.get('for_rate'))} runs fit their {choice.get('budget_s', '?')} s share of"
-            " the budget, else the largest candidate that does, estimated from two fault-free"
-            " calibration runs per tool (time and chunks are linear in the history length) and"
-            " the retry policy (each cut costs about one backoff base and one migration's work)."
+            " the budget, else the largest candidate that does, estimated from one fault-free"
+            f" calibration run per tool at each of {' and '.join(sizes) or '?'} migrations (time"
+            " and chunks are linear in the history length) and the retry policy: "
+            f"{choice.get('model', '?')}."
         )
     concurrent = [r for r in _fault_rows(faults) if r.get("concurrent")]
     if concurrent:
@@ -1354,16 +1309,12 @@ def _method(add: t.Callable[[str], None], apply: D, faults: D, conc: D, verify: 
         add(
             f"  From {_pct(r.get('rate'))} up a failing run of ours spends a minute or more asleep"
             " in backoff, so those runs "
-            + (
-                f"start {r['stagger_s']:g} s apart and overlap"
-                if r.get("stagger_s") is not None
-                else "overlap"
-            )
-            + f": the busy CPU share during the phase is recorded ({_pct(r.get('cpu_busy_share'))}),"
-            " and since overlap can only slow a run, its time figures are upper bounds. A run"
-            f" still going after {_num(r.get('timeout_s'), '.0f')} s is stopped and counted as not"
-            " completed (`run_all` shortens this timeout, to no less than 60 s, when the run"
-            " would otherwise overrun its 10-minute budget)."
+            + f"start {_num(r.get('stagger_s'), 'g')} s apart and overlap: the busy CPU share"
+            f" during the phase is recorded ({_pct(r.get('cpu_busy_share'))}), and since overlap"
+            " can only slow a run, its time figures are upper bounds. A run still going after"
+            f" {_num(r.get('timeout_s'), '.0f')} s is stopped and counted as not completed"
+            f" (`run_all` shortens this timeout, to no less than {MIN_CONCURRENT_TIMEOUT_S:.0f} s,"
+            " when the run would otherwise overrun its 10-minute budget)."
         )
     add(
         "* Row 4, `python -m benchmarks.concurrent_boot`: N `python -c 'import app'` processes with"

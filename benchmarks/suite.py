@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import time
 import typing as t
@@ -27,8 +26,8 @@ from benchmarks import verify_speed
 from benchmarks.common import RESULTS
 from benchmarks.common import Servers
 from benchmarks.common import Workspace
+from benchmarks.common import Workspaces
 from benchmarks.common import log
-from benchmarks.common import results_dir
 from benchmarks.common import set_results_dir
 from benchmarks.common import set_run_id
 from benchmarks.common import write_result
@@ -78,11 +77,6 @@ SIZES: dict[str, dict[str, t.Any]] = {
 }
 
 
-def _load(name: str) -> dict[str, t.Any]:
-    with open(os.path.join(results_dir(), f"{name}.json")) as fh:
-        return t.cast(dict[str, t.Any], json.load(fh))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Run every benchmark and regenerate docs/benchmarks.md and .png"
@@ -118,12 +112,13 @@ def main() -> None:
     with phase("setup"):
         servers = Servers()
         big = Workspace(count)
-        spaces = faults.Workspaces(big)
-        info = servers.versions()
-    log(f"servers: {info}")
+        spaces = Workspaces(big)
+    log(f"servers: {servers.versions()}")
+    saved: dict[str, dict[str, t.Any]] = {}
 
     def save(name: str, figures: dict[str, t.Any]) -> None:
         write_result(name, figures, quick=q, servers=servers)
+        saved[name] = figures
 
     try:
         with phase("apply_history"):
@@ -159,7 +154,7 @@ def main() -> None:
             )
             save("faults", fault_figures)
         with phase("profiles"):
-            save("profiles", profile_misses(servers, spaces, big, count))
+            save("profiles", profile_misses(servers, spaces, big, count, saved))
     finally:
         with phase("teardown"):
             spaces.destroy()
@@ -175,7 +170,6 @@ def main() -> None:
             "phases_s": dict(phases),
             "sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in size.items()},
             "quick": q,
-            "servers": info,
         }
 
     save("suite", summary())  # provisional, so the chart sees a complete set
@@ -198,11 +192,15 @@ def profile_reserve(applied: dict[str, t.Any]) -> float:
 
 
 def profile_misses(
-    servers: Servers, spaces: faults.Workspaces, big: Workspace, count: int
+    servers: Servers,
+    spaces: Workspaces,
+    big: Workspace,
+    count: int,
+    results: dict[str, dict[str, t.Any]],
 ) -> dict[str, object]:
-    """A pyinstrument profile for every row whose target was missed (read back from the results)."""
+    """A pyinstrument profile for every row whose target was missed in ``results``."""
     found: dict[str, object] = {}
-    applied = _load("apply_history")
+    applied = results["apply_history"]
     if not all(applied.get(k, {}).get("met", True) for k in ("apply_direct", "apply_pgbouncer")):
         found["apply"] = profiles.profile_apply(servers, big)
     noop_missed = not applied.get("noop_boot_process", {}).get("met", True)
@@ -213,20 +211,20 @@ def profile_misses(
                 found["noop"] = profiles.profile_noop(servers, big, url)
             if pending_missed:
                 found["pending"] = profiles.profile_pending(servers, big, url)
-    boot = _load("concurrent_boot")
+    boot = results["concurrent_boot"]
     if not boot.get("met", True):
         found["crowd"] = profiles.profile_crowd(servers, big, boot.get("processes", 12) - 1)
-    pooled = _load("executor_overhead").get("pooled", {})
+    pooled = results["executor_overhead"].get("pooled", {})
     if not pooled.get("met", True) or pooled.get("within_noise"):
         found["executor"] = profiles.profile_executor(servers)
-    fault_figures = _load("faults")
+    fault_figures = results["faults"]
     rows = [v for k, v in fault_figures.items() if k.startswith("rate_")]
     if any(not faults.row_met(row) for row in rows):
         lowest = min(row["rate"] for row in rows)
         found["faults"] = profiles.profile_faults(
             servers, spaces(fault_figures["migrations"]), lowest
         )
-    if not _load("verify_speed").get("met", True):
+    if not results["verify_speed"].get("met", True):
         found["verify"] = profiles.profile_verify(count)
     return found
 
