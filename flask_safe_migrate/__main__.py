@@ -14,17 +14,15 @@ group's usual one JSON document when the command line asks for JSON
 
 from __future__ import annotations
 
-import sys
 import typing as t
 
 import click
 
 from .cli import emit_json
-from .cli import error_document
 from .cli import handle_errors
-from .errors import SafeMigrateError
 from .standalone import register
 from .verify_command import VERIFY_HELP
+from .verify_command import errors_as_json
 from .verify_command import format_option
 from .verify_command import paths_argument
 from .verify_command import run_verify
@@ -132,19 +130,13 @@ def verify(
 ) -> None:
     """Verify migrations and migration code, with no app."""
     del url  # static: see the option's help
-    try:
+    with errors_as_json(output_format):  # --format json: an error is a JSON document too
         run_verify(
             paths or (directory or "migrations",),
             output_format=output_format,
             seed_max_rows=seed_max_rows,
-            retry_functions=("execute_with_retry", *retry_functions),
+            retry_functions=retry_functions,  # verify_paths adds execute_with_retry
         )
-    except SafeMigrateError as exc:
-        if output_format != "json":
-            raise
-        # --format json is verify's --json: the error is a JSON document too
-        emit_json({"ok": False, "error": error_document(exc)})
-        sys.exit(exc.exit_code)
 
 
 register(main)

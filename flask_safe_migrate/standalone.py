@@ -54,7 +54,7 @@ def url_source() -> str:
     return (
         "SAFE_MIGRATE_DATABASE_URI"
         if os.environ.get("SAFE_MIGRATE_DATABASE_URI")
-        else ("DATABASE_URL")
+        else "DATABASE_URL"
     )
 
 
@@ -70,22 +70,15 @@ def make_runner(url: str, directory: str, *, source: str = "--url", direct: bool
     from .config import PREFIX
     from .config import load_settings
     from .database import MigrationDatabase
-    from .errors import ConfigError
     from .runner import Runner
-    from .urls import normalize_url
 
-    parsed = normalize_url(url, key=source)  # names --url, not SAFE_MIGRATE_DATABASE_URI
-    backend = parsed.get_backend_name()
-    if backend not in ("postgresql", "sqlite"):
-        raise ConfigError(
-            f"{source}: {backend!r} databases are not supported; use a postgresql:// "
-            "(or sqlite:///) URL",
-            key=source,
-        )
+    # The URL is not a setting here: MigrationDatabase checks it like the app's
+    # URLs (scheme, driver, backend), naming ``source`` in its errors.
     config = {
-        PREFIX + key: os.environ[PREFIX + key] for key in DEFAULTS if PREFIX + key in os.environ
+        PREFIX + key: os.environ[PREFIX + key]
+        for key in DEFAULTS
+        if key != "DATABASE_URI" and PREFIX + key in os.environ
     }
-    config[PREFIX + "DATABASE_URI"] = url
     config[PREFIX + "DIRECTORY"] = directory
     settings = load_settings(config)
     db = MigrationDatabase(

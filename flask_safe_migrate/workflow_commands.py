@@ -585,7 +585,7 @@ def wait_command(timeout: float, interval: float, bind: str | None, as_json: boo
     runner = _with_runner(bind)
     # One attempt per check, its connect capped by the time left: the loop
     # below is the retry, so the retry policy must not outlive --timeout.
-    policy = runner.policy.replace(max_attempts=1)
+    runner.policy = runner.policy.replace(max_attempts=1)
     connect_timeout = runner.db.connect_timeout
     started = time.monotonic()
     announced = False
@@ -594,7 +594,6 @@ def wait_command(timeout: float, interval: float, bind: str | None, as_json: boo
     try:
         while True:
             remaining = timeout - (time.monotonic() - started)
-            runner.policy = policy
             runner.db.connect_timeout = max(1.0, min(connect_timeout, remaining))
             checks += 1
             pending: list[t.Any] | None

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 
+from flask_safe_migrate.redact import MASK
 from tests.helpers import make_app
 from tests.helpers import write_migrations
 from tests.workflow.conftest import invoke
@@ -135,13 +136,32 @@ def test_wait_respects_its_timeout_while_the_database_is_down(tmp_path) -> None:
     assert result.exit_code == 1, result.output
     assert "the database did not answer within 1s" in result.stderr
     assert "last error:" in result.stderr and "gave up after" not in result.output
-    assert "s3cret" not in result.output
     document = json.loads(
         invoke(app, "wait", "--timeout", "1", "--interval", "0.2", "--json").stdout
     )
     assert document["ok"] is False and document["pending"] is None
     assert document["checks"] >= 2  # it kept polling instead of retrying one check
     assert "refused" in document["last_error"] or "connect" in document["last_error"]
+
+
+def test_wait_masks_a_password_quoted_in_the_driver_error(tmp_path) -> None:
+    # libpq quotes the socket path it tried, and this one contains the
+    # password: the error wait prints must still not show it.
+    secret = "wait-pw-s3cret"
+    sockets = tmp_path / secret
+    sockets.mkdir()  # no server listens here: the database is down
+    url = f"postgresql+psycopg2://postgres:{secret}@/nowhere?host={sockets}"
+    files = {"0001_t.sql": "CREATE TABLE t (a integer);\n"}
+    app, _ = make_app(url, write_migrations(tmp_path / "m", files))
+    result = invoke(app, "wait", "--timeout", "0.3", "--interval", "0.1")
+    assert result.exit_code == 1, result.output
+    assert "No such file or directory" in result.stderr, result.stderr  # the driver's error
+    assert f"/{MASK}/.s.PGSQL.5432" in result.stderr and secret not in result.output
+    document = json.loads(
+        invoke(app, "wait", "--timeout", "0.3", "--interval", "0.1", "--json").stdout
+    )
+    assert f"/{MASK}/.s.PGSQL.5432" in document["last_error"]
+    assert secret not in document["last_error"]
 
 
 def test_wait_on_sqlite(tmp_path) -> None:

@@ -118,7 +118,9 @@ def test_a_bad_url_names_where_it_came_from(tmp_path) -> None:
     assert "SAFE_MIGRATE_DATABASE_URI" not in bad.output
     env = {"SAFE_MIGRATE_DATABASE_URI": None, "DATABASE_URL": "bogus://x"}
     scheme = cli.invoke(group(), ["status", "--directory", directory], env=env)
-    assert scheme.exit_code == 2 and "DATABASE_URL: 'bogus' databases are not supported" in (
-        scheme.output
+    assert scheme.exit_code == 2, scheme.output
+    assert (
+        "Error: DATABASE_URL = 'bogus://x' is invalid: the 'bogus' backend is not supported;"
+        " use a postgresql:// (or postgres://) or sqlite:// URL." in scheme.output
     )
     assert "Traceback" not in bad.output + scheme.output
