@@ -23,6 +23,9 @@ from flask_safe_migrate.embedded import _import_pgserver
 from flask_safe_migrate.embedded import embedded_database_url
 from flask_safe_migrate.errors import ConfigError
 from tests.conftest import cannot_run
+from tests.example_cli import example_app_cli
+from tests.example_cli import example_app_env
+from tests.helpers import REPO
 
 HAVE_PGSERVER = importlib.util.find_spec("pgserver") is not None
 SOCKET_NAME = ".s.PGSQL.5432"
@@ -148,31 +151,15 @@ def test_missing_pgserver_says_what_to_do(
     assert "DATABASE_URL" in message
 
 
-def _example_app_cli(instance: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real `flask` CLI on the example app, with no DATABASE_URL: the embedded default."""
-    flask = os.path.join(os.path.dirname(sys.executable), "flask")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CRM_")}
-    env["CRM_INSTANCE_PATH"] = str(instance)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run(
-        [flask, "--app", "example_app", *args],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=env,
-        timeout=120,
-    )
-
-
 def test_the_example_app_starts_its_embedded_server_only_when_a_command_connects(
     instance: pathlib.Path,
 ) -> None:
     for args in (["safe-migrate", "--help"], ["safe-migrate", "status", "--help"], ["routes"]):
-        result = _example_app_cli(instance, *args)
+        result = example_app_cli(*args, CRM_INSTANCE_PATH=str(instance))
         assert result.returncode == 0, result.stderr
         assert not (instance / "pgdata").exists(), args  # nothing started, nothing created
 
-    status = _example_app_cli(instance, "safe-migrate", "status")
+    status = example_app_cli("safe-migrate", "status", CRM_INSTANCE_PATH=str(instance))
     assert status.returncode == 0, status.stderr
     assert "pending" in status.stdout
     assert (instance / "pgdata" / "postmaster.pid").exists()  # started on demand, left running
@@ -184,15 +171,13 @@ def test_creating_the_example_app_imports_and_starts_nothing(tmp_path: pathlib.P
         "from example_app import create_app; app = create_app(); "
         "print('pgserver' in sys.modules, app.config['SQLALCHEMY_DATABASE_URI'])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CRM_")}
-    env["CRM_INSTANCE_PATH"] = str(tmp_path / "instance")
     try:
         out = subprocess.run(
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            env=env,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            env=example_app_env(CRM_INSTANCE_PATH=str(tmp_path / "instance")),
+            cwd=REPO,
             timeout=60,
             check=True,
         ).stdout.split()

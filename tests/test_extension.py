@@ -15,6 +15,7 @@ import flask_safe_migrate
 from flask_safe_migrate import ConfigError
 from flask_safe_migrate import SafeMigrate
 from flask_safe_migrate.config import DEFAULTS
+from tests.example_cli import example_app_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -205,23 +206,8 @@ def test_every_migration_url_must_be_a_supported_backend() -> None:
 
 
 def _flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ``flask`` console script against the example app, as a user would."""
-    flask = os.path.join(os.path.dirname(sys.executable), "flask")
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CRM_", "FLASK_", "SAFE_MIGRATE_"))
-    }
-    environ["DATABASE_URL"] = f"sqlite:///{tmp_path}/app.db"  # never the embedded server
-    environ.update(env)
-    return subprocess.run(
-        [flask, "--app", "example_app", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environ,
-        timeout=120,
-    )
+    """The example app's real ``flask`` command on SQLite (never the embedded server)."""
+    return example_app_cli(*args, DATABASE_URL=f"sqlite:///{tmp_path}/app.db", **env)
 
 
 @pytest.mark.parametrize(
