@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import REPO
+#: The repository root, where ``example_app`` is importable.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Variables that configure the example app; a test sets the ones it means.
 _APP_SETTINGS = ("CRM_", "FLASK_", "SAFE_MIGRATE_")

@@ -23,9 +23,9 @@ from flask_safe_migrate.embedded import _import_pgserver
 from flask_safe_migrate.embedded import embedded_database_url
 from flask_safe_migrate.errors import ConfigError
 from tests.conftest import cannot_run
+from tests.example_cli import REPO
 from tests.example_cli import example_app_cli
 from tests.example_cli import example_app_env
-from tests.helpers import REPO
 
 HAVE_PGSERVER = importlib.util.find_spec("pgserver") is not None
 SOCKET_NAME = ".s.PGSQL.5432"
