@@ -11,6 +11,9 @@ from flask import Flask
 
 from tests.conftest import cannot_run
 
+if t.TYPE_CHECKING:
+    from flask_safe_migrate.fingerprint import Fingerprint
+
 
 def require(module: str, package: str) -> t.Any:
     """Import ``module`` or skip, naming the package; under SAFE_MIGRATE_REQUIRE_ALL=1, fail.
@@ -48,5 +51,31 @@ def execute(url: str, *statements: str) -> None:
         with engine.begin() as conn:
             for sql in statements:
                 conn.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def fresh_url(pg_server: t.Any) -> t.Iterator[str]:
+    """A second fresh database on the everyday server, next to ``pg_url``."""
+    name = pg_server.create_database()
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+def schema(url: str) -> Fingerprint:
+    """The schema of ``url`` without the bookkeeping tables (ours and Alembic's)."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    from flask_safe_migrate.fingerprint import take
+    from tests.helpers import LEDGER_TABLES
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return take(conn, exclude=(*LEDGER_TABLES, "alembic_version"))
     finally:
         engine.dispose()

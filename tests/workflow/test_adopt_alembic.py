@@ -6,18 +6,13 @@ import json
 import os
 import re
 
-import pytest
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
-
 from flask_safe_migrate.adopt import _logging_kept
-from flask_safe_migrate.fingerprint import take
-from tests.helpers import LEDGER_TABLES
 from tests.helpers import ledger
 from tests.helpers import make_app
 from tests.helpers import scalar
 from tests.workflow.conftest import invoke
 from tests.workflow.conftest import require
+from tests.workflow.conftest import schema
 
 alembic = require("alembic", "alembic")
 
@@ -73,24 +68,6 @@ def alembic_project(tmp_path, url: str, upgrade_to: str | None) -> str:
         with _logging_kept():
             command.upgrade(config, upgrade_to)
     return ini
-
-
-def schema(url: str):
-    engine = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return take(conn, exclude=(*LEDGER_TABLES, "alembic_version"))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def fresh_url(pg_server):
-    name = pg_server.create_database()
-    try:
-        yield pg_server.url_for(name)
-    finally:
-        pg_server.drop_database(name)
 
 
 def test_adopt_alembic_convert(pg_url, fresh_url, tmp_path) -> None:

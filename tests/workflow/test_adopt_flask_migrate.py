@@ -13,15 +13,13 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy.pool import NullPool
 
 from flask_safe_migrate import SafeMigrate
 from flask_safe_migrate.adopt import _logging_kept
-from flask_safe_migrate.fingerprint import take
-from tests.helpers import LEDGER_TABLES
 from tests.helpers import ledger
 from tests.workflow.conftest import invoke
 from tests.workflow.conftest import require
+from tests.workflow.conftest import schema
 
 flask_migrate = require("flask_migrate", "flask-migrate")
 
@@ -97,16 +95,7 @@ def flask_db_project(tmp_path, url: str) -> tuple[str, str]:
     return alembic_dir, "aa02"
 
 
-def schema(url: str):
-    engine = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return take(conn, exclude=(*LEDGER_TABLES, "alembic_version"))
-    finally:
-        engine.dispose()
-
-
-def test_adopt_a_flask_migrate_project(pg_server, pg_url, tmp_path) -> None:
+def test_adopt_a_flask_migrate_project(pg_url, fresh_url, tmp_path) -> None:
     alembic_dir, head = flask_db_project(tmp_path, pg_url)
     app = flask_migrate_app(pg_url, 2, str(tmp_path / "safe_migrations"))
     result = invoke(app, "adopt-alembic", "--alembic", alembic_dir, "--convert")
@@ -119,15 +108,10 @@ def test_adopt_a_flask_migrate_project(pg_server, pg_url, tmp_path) -> None:
     check = invoke(app, "check")  # the models still match: nothing was re-run or lost
     assert check.exit_code == 0, check.output
 
-    name = pg_server.create_database()
-    try:
-        fresh = pg_server.url_for(name)
-        fresh_app = flask_migrate_app(fresh, 2, str(tmp_path / "safe_migrations"))
-        run = invoke(fresh_app, "run")
-        assert run.exit_code == 0, run.output
-        assert schema(fresh) == schema(pg_url)
-    finally:
-        pg_server.drop_database(name)
+    fresh_app = flask_migrate_app(fresh_url, 2, str(tmp_path / "safe_migrations"))
+    run = invoke(fresh_app, "run")
+    assert run.exit_code == 0, run.output
+    assert schema(fresh_url) == schema(pg_url)
 
 
 def test_a_revision_that_reads_the_database_names_it_and_suggests_baseline(
