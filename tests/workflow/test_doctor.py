@@ -59,6 +59,18 @@ def test_doctor_live_fails_point_3_on_unsafe_dml(pg_url, tmp_path) -> None:
     assert "Verdict:    FAILED" in result.output
 
 
+def test_doctor_live_fails_points_2_and_3_when_verify_cannot_read_the_migrations(
+    pg_url, tmp_path
+) -> None:
+    app, _ = make_app(pg_url, tmp_path / "not_created")
+    result = invoke(app, "doctor", "--live")
+    assert result.exit_code == 1, result.output
+    assert "✅ 1. a new connection each retry" in result.output
+    assert "❌ 3. DDL only, or safe DML" in result.output
+    assert "not_created: no such file or directory" in result.output
+    assert "Verdict:    FAILED" in result.output
+
+
 def test_doctor_detects_a_transaction_pooler_and_advises(pgb_url, tmp_path) -> None:
     app, _ = make_app(pgb_url, write_migrations(tmp_path / "m", NO_TX))
     result = invoke(app, "doctor", "--json")
