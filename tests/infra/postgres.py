@@ -66,13 +66,8 @@ class Server:
 
     def create_database(self, owner: str | None = None, prefix: str = "sm_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                owner_sql = f' OWNER "{owner}"' if owner else ""
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"{owner_sql}')
-        finally:
-            engine.dispose()
+        owner_sql = f' OWNER "{owner}"' if owner else ""
+        self.admin(f'CREATE DATABASE "{name}"{owner_sql}')
         return name
 
     def admin(self, *statements: str) -> None:
@@ -86,12 +81,7 @@ class Server:
             engine.dispose()
 
     def drop_database(self, name: str) -> None:
-        engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            engine.dispose()
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _answers(host: str, port: int) -> bool:
@@ -209,17 +199,10 @@ class TlsCluster:
             )
         give_to_service_user(self.root)
         self._pg_ctl("start", "-w", "-t", "30", "-l", os.path.join(self.root, "server.log"))
-        engine = sa.create_engine(self.admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(
-                    f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'"
-                )
-                conn.exec_driver_sql(
-                    f"CREATE ROLE {REJECTED_USER} LOGIN PASSWORD '{self.password}'"
-                )
-        finally:
-            engine.dispose()
+        self.server.admin(
+            f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'",
+            f"CREATE ROLE {REJECTED_USER} LOGIN PASSWORD '{self.password}'",
+        )
 
     def _pg_ctl(self, *args: str) -> None:
         run(as_service_user([self.pg_ctl, "-D", self.data, *args]))
