@@ -13,8 +13,10 @@ How (the decisions are explained in ``docs/drill.md``):
 2. A chain of checkpoints: checkpoint *k* is a copy of checkpoint *k - 1* on which migration *k*
    was applied once, cleanly, through the package's fault proxy (armed with nothing). That clean
    run gives the reference (fingerprint and ledger after *k*) and the recording of every query it
-   sent, from which the fault points of *k* are planned. So the cost is linear in the history:
-   each faulty run copies one checkpoint and applies one migration.
+   sent, from which the fault points of *k* are planned; a second clean run on another copy tells
+   which columns vary by themselves. So the cost is linear in the history: each faulty run copies
+   one checkpoint and applies one migration. A migration before ``--from`` is applied in place:
+   no copy of the state before it is ever needed.
 3. For every fault point (the connection cut before each statement, after each statement with
    its reply lost, while the ``COMMIT`` is in flight, after the ``COMMIT`` with its reply lost),
    a fresh copy of checkpoint *k - 1* is migrated to *k* through the proxy armed with that one
@@ -84,21 +86,14 @@ _BOOKKEEPING = re.compile(
 
 Mode = t.Literal["systematic", "random"]
 
-#: Exit code of ``drill`` when it could not reach a verdict. The foundation's table has one
-#: code for "the operation failed" (1), shared with "not retry-safe"; the message, the
-#: table's rows and the JSON ``state`` of each migration tell the two apart.
-EXIT_COULD_NOT_RUN = 1
-
 
 class DrillCouldNotRun(SafeMigrateError):
     """The drill could not reach a verdict: the scratch server failed it, or the drill broke.
 
-    Exit 1 ("the operation failed", as for every command), not 2, which is for usage or
-    configuration (SQLite, a pooler URL, a role without CREATEDB). The message and the
-    JSON error ``type`` tell it from "a migration is not retry-safe".
+    Exit 1 ("the operation failed", as for every command, shared with "not retry-safe"), not
+    2, which is for usage or configuration (SQLite, a pooler URL, a role without CREATEDB).
+    The message and the JSON error ``type`` tell it from "a migration is not retry-safe".
     """
-
-    exit_code = EXIT_COULD_NOT_RUN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,11 +261,7 @@ class DrillReport:
     @property
     def exit_code(self) -> int:
         """0 all retry-safe; 1 any ❌ not retry-safe, or a migration could not be drilled."""
-        if self.ok:
-            return 0
-        if any(m.state == "unsafe" for m in self.migrations):
-            return 1
-        return EXIT_COULD_NOT_RUN
+        return 0 if self.ok else 1
 
     def document(self) -> dict[str, t.Any]:
         return {
@@ -555,14 +546,13 @@ class Drill:
         :param linger_on_interrupt: after an interrupt, leave those signals ignored (for a
             process that exits right after; see :class:`.drill_scratch.Interrupts`).
         :raises DrillInterrupted: on SIGINT, SIGTERM or SIGHUP, once the databases are dropped
-            (``left`` names any that could not be).
+            (:attr:`left_behind` names any that could not be).
         """
         started = time.monotonic()
         migrations, drilled = self._migrations()
         scratch = ScratchServer(self.url, connect_timeout=self.connect_timeout)
         reports: list[MigrationReport] = []
         proxy: FaultProxy | None = None
-        interrupted: DrillInterrupted | None = None
         with Interrupts(linger=linger_on_interrupt) as interrupts:
             try:
                 scratch.open()
@@ -572,23 +562,18 @@ class Drill:
                     upstream_tls=_upstream_tls(self.url),
                 ).start()
                 self._run(scratch, proxy, migrations, drilled, reports)
-            except DrillInterrupted as exc:
-                interrupted = exc
-                raise
             finally:
                 interrupts.cleaning()
                 if proxy is not None:
                     proxy.stop()
                 self.left_behind = scratch.drop_all()
-                if interrupted is not None:
-                    interrupted.left = self.left_behind
                 if self.left_behind:
                     self.progress(
                         "could not drop scratch database(s): "
                         + ", ".join(self.left_behind)
                         + " (drop them with `flask safe-migrate drill --cleanup`)"
                     )
-                elif interrupted is not None:
+                elif interrupts.interrupted:
                     self.progress("interrupted: scratch databases dropped")
         return DrillReport(
             self.mode, display_url(self.url), reports, self.applies, time.monotonic() - started
@@ -602,23 +587,23 @@ class Drill:
         drilled: set[str],
         reports: list[MigrationReport],
     ) -> None:
-        previous = scratch.create("empty")
+        # The state before the next migration: empty, then each checkpoint in turn.
+        previous = scratch.create("start")
         self.progress(
             f"Drilling {len(drilled)} of {len(migrations)} migration(s) from {self.directory} on"
             f" scratch databases of {display_url(self.url)} ({self.mode})"
         )
         for position, migration in enumerate(migrations, start=1):
-            report = MigrationReport(
-                migration.version,
-                migration.name,
-                migration.checksum,
-                migration.transactional,
-                drilled=migration.version in drilled,
-                random=self.random_runs > 0,
-            )
+            report = self._report(migration, drilled)
             reports.append(report)
             label = f"{migration.version}_{migration.name}"
-            checkpoint = scratch.create(f"c{migration.version}", template=previous)
+            if report.drilled:
+                # `previous` is copied for each apply of this migration: the second clean one's
+                # copy is made in the background while the checkpoint is made and applied.
+                scratch.prefetch(f"f{migration.version}", previous, 1)
+                checkpoint = scratch.create(f"c{migration.version}", template=previous)
+            else:
+                checkpoint = previous  # nothing needs the state before it: applied in place
             # The clean apply, through the idle proxy: the reference, and the queries to cut.
             first = len(proxy.events)
             marks: dict[str, int] = {}
@@ -643,9 +628,6 @@ class Drill:
                 self._not_reached(migrations[position:], migration, drilled, reports)
                 return
             if report.drilled:
-                # The copies of `previous` this migration needs, made while it runs: the second
-                # clean apply's, then one per faulty apply (prefetched as soon as planned).
-                scratch.prefetch(f"f{migration.version}", previous, 1)
                 reference, volatile, twin_error = self._clean_twice(
                     scratch, previous, checkpoint, migration
                 )
@@ -663,6 +645,7 @@ class Drill:
                 )
                 points, _ = plan_points(migration, queries, window, self.ledger_table)
                 runs = self._runs(points)
+                # One copy per faulty apply, made a few ahead while the applies run.
                 scratch.prefetch(f"f{migration.version}", previous, len(runs))
                 self.progress(
                     f"[{position}/{len(migrations)}] {label}: {len(runs)} faulty apply(s)"
@@ -689,8 +672,20 @@ class Drill:
                         self.progress(f"    {number}/{len(runs)} done")
                 mark_ = "✅" if report.ok else "❌"
                 self.progress(f"[{position}/{len(migrations)}] {mark_} {label}: {report.detail()}")
-            scratch.release(previous)
+                scratch.release(previous)
             previous = checkpoint
+
+    def _report(self, migration: Migration, drilled: set[str], **state: t.Any) -> MigrationReport:
+        """A fresh row of the table for ``migration``."""
+        return MigrationReport(
+            migration.version,
+            migration.name,
+            migration.checksum,
+            migration.transactional,
+            drilled=migration.version in drilled,
+            random=self.random_runs > 0,
+            **state,
+        )
 
     def _not_reached(
         self,
@@ -700,18 +695,8 @@ class Drill:
         reports: list[MigrationReport],
     ) -> None:
         """One row per migration after ``failed``: there is no state to build them on."""
-        for migration in rest:
-            reports.append(
-                MigrationReport(
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                    migration.transactional,
-                    drilled=migration.version in drilled,
-                    random=self.random_runs > 0,
-                    not_reached=f"{failed.version} failed even when applied cleanly",
-                )
-            )
+        why = f"{failed.version} failed even when applied cleanly"
+        reports.extend(self._report(migration, drilled, not_reached=why) for migration in rest)
 
     def _clean_twice(
         self, scratch: ScratchServer, template: str, checkpoint: str, migration: Migration

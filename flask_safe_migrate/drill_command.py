@@ -130,11 +130,12 @@ def drill_command(
 ) -> None:
     """Cut the connection at every point of every migration; check each ends as a clean run.
 
-    On scratch databases (dropped afterwards, also on Ctrl-C): each migration is applied once
+    On scratch databases (dropped afterwards, also on Ctrl-C): each migration is applied twice
     cleanly, then again from the state before it with the connection cut before and after each
     statement and around its COMMIT; the runner retries, and the schema, data and ledger must
-    equal the clean run's. Exit 1 if any migration is not retry-safe, 3 if the drill could not
-    reach a verdict (a migration failed even cleanly, a database error). PostgreSQL only.
+    equal the clean run's. Exit 1 if any migration is not retry-safe, or if the drill could not
+    reach a verdict (a migration failed even cleanly, a database error; the output says
+    which). PostgreSQL only.
     """
     from .drill import Drill
     from .drill import DrillInterrupted
@@ -168,11 +169,12 @@ def drill_command(
         raise
     except Exception as exc:
         raise _could_not_run(exc) from exc
-    except DrillInterrupted as exc:
-        if exc.left:
+    except DrillInterrupted:
+        left = drill.left_behind
+        if left:
             click.echo(
-                f"Drill interrupted; {len(exc.left)} scratch database(s) could not be dropped:"
-                f" {', '.join(exc.left)}. Drop them with `flask safe-migrate drill --cleanup`.",
+                f"Drill interrupted; {len(left)} scratch database(s) could not be dropped:"
+                f" {', '.join(left)}. Drop them with `flask safe-migrate drill --cleanup`.",
                 err=True,
             )
         else:
@@ -245,6 +247,4 @@ def _cleanup(url: t.Any, connect_timeout: float, as_json: bool) -> None:
             + (f", {len(done.failed)} could not be dropped." if done.failed else ".")
         )
     if done.failed:
-        from .drill import EXIT_COULD_NOT_RUN
-
-        sys.exit(EXIT_COULD_NOT_RUN)
+        sys.exit(1)

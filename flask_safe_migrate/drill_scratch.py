@@ -81,7 +81,7 @@ class ScratchServer:
     run: that is how :func:`cleanup` tells a running drill from a killed one.
 
     Copying a template (``CREATE DATABASE ... TEMPLATE``) is most of a drill's time, and it is
-    the server's work, not ours: :meth:`prefetch` makes the copies a migration's faulty applies
+    the server's work, not ours: :meth:`prefetch` makes the copies a migration's applies
     will need in the background, a few ahead, while the applies run, and :meth:`drop_later`
     drops the used ones in the background too.
     """
@@ -100,8 +100,7 @@ class ScratchServer:
         self._engine = _admin_engine(url, connect_timeout, f"{SCRATCH_PREFIX}{self.run_id}")
         self._keeper: Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
-        #: Per template: (label, copies not yet asked for, copies in the making).
-        self._ahead: dict[str, tuple[str, list[int], collections.deque[Future[str]]]] = {}
+        self._ahead: dict[str, _Copies] = {}
 
     def _submit(self, func: t.Callable[..., _T], *args: t.Any) -> Future[_T]:
         if self._pool is None:
@@ -110,23 +109,22 @@ class ScratchServer:
 
     def prefetch(self, label: str, template: str, count: int) -> None:
         """Make ``count`` more copies of ``template`` for :meth:`copy`, a few ahead at a time."""
-        ahead = self._ahead.setdefault(template, (label, [0], collections.deque()))
-        ahead[1][0] += count
-        self._top_up(template)
+        copies = self._ahead.setdefault(template, _Copies(label, template))
+        copies.wanted += count
+        self._top_up(copies)
 
-    def _top_up(self, template: str) -> None:
-        label, budget, queue = self._ahead[template]
-        while budget[0] > 0 and len(queue) < self.depth:
-            budget[0] -= 1
-            queue.append(self._submit(self.create, label, template))
+    def _top_up(self, copies: _Copies) -> None:
+        while copies.wanted > 0 and len(copies.making) < self.depth:
+            copies.wanted -= 1
+            copies.making.append(self._submit(self.create, copies.label, copies.template))
 
     def copy(self, label: str, template: str) -> str:
         """A fresh copy of ``template``: a prefetched one if there is one, else made now."""
-        ahead = self._ahead.get(template)
-        if ahead is None or not ahead[2]:
+        copies = self._ahead.get(template)
+        if copies is None or not copies.making:
             return self.create(label, template)
-        name = ahead[2].popleft().result()
-        self._top_up(template)
+        name = copies.making.popleft().result()
+        self._top_up(copies)
         return name
 
     def drop_later(self, name: str) -> None:
@@ -135,9 +133,8 @@ class ScratchServer:
 
     def release(self, template: str) -> None:
         """Drop the unused copies of ``template``, then ``template`` itself."""
-        _, budget, queue = self._ahead.pop(template, ("", [0], collections.deque()))
-        budget[0] = 0
-        for future in queue:
+        copies = self._ahead.pop(template, None)
+        for future in copies.making if copies is not None else ():
             try:
                 self.drop(future.result())
             except Exception:
@@ -207,6 +204,18 @@ class ScratchServer:
         return left
 
 
+@dataclasses.dataclass
+class _Copies:
+    """The copies of one template :meth:`ScratchServer.prefetch` was asked for."""
+
+    label: str
+    template: str
+    #: Copies asked for and not started yet.
+    wanted: int = 0
+    #: Copies started (at most :attr:`ScratchServer.depth`), in the order :meth:`copy` hands them.
+    making: collections.deque[Future[str]] = dataclasses.field(default_factory=collections.deque)
+
+
 def _drop(conn: Connection, name: str) -> None:
     from sqlalchemy.exc import DBAPIError
 
@@ -225,12 +234,11 @@ def _drop(conn: Connection, name: str) -> None:
 
 
 class DrillInterrupted(KeyboardInterrupt):
-    """The drill was stopped by a signal; ``left`` names what it could not drop (if anything)."""
+    """The drill was stopped by a signal (what it could not drop: ``Drill.left_behind``)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
         self.signum = signum
-        self.left: list[str] = []
 
 
 class Interrupts:
@@ -266,6 +274,11 @@ class Interrupts:
             return
         self._cleaning = self._interrupted = True
         raise DrillInterrupted(signum)
+
+    @property
+    def interrupted(self) -> bool:
+        """A signal stopped the body."""
+        return self._interrupted
 
     def cleaning(self) -> None:
         """From now on, ignore the signals (the cleanup is running)."""
