@@ -158,13 +158,12 @@ def test_twenty_random_cut_runs_through_pgbouncer_with_tls(
 
     Checks, per run: at least one cut landed, every cut of the run was of the run's kind (FIN or
     RST), the upgrade succeeds, each version once in the ledger, fingerprint (schema, data,
-    foreign keys through the rows they join) equals a clean run's. In total: 10 runs cut with
-    FIN and 10 with RST, and the runner really retried.
+    foreign keys through the rows they join) equals a clean run's; so 10 runs were cut with FIN
+    and 10 with RST. In total: the runner really retried.
     """
     directory = write_migrations(tmp_path / "migrations", DATA_HISTORY)
     reference = clean_fingerprint(tls_cluster, directory)
     versions = [m.version for m in discover(directory)]
-    runs_by_how = {"fin": 0, "rst": 0}
     retries = 0
     with FaultProxy.for_url(pgbouncer.app_url("postgres"), protocol=False) as proxy:
         for run in range(RANDOM_RUNS):
@@ -202,8 +201,6 @@ def test_twenty_random_cut_runs_through_pgbouncer_with_tls(
                     break
             assert cuts, f"run {run} ({how}): no cut landed with {1 + RESEEDS} seeds"
             assert all(f"how={how}" in cut for cut in cuts), cuts
-            runs_by_how[how] += 1
-    assert runs_by_how == {"fin": RANDOM_RUNS // 2, "rst": RANDOM_RUNS // 2}, runs_by_how
     assert retries >= 1, "connections were cut but no migration was ever retried"
 
 
