@@ -14,10 +14,16 @@ import typing as t
 
 from sqlalchemy import text
 
+from . import rawsql
+from .executor import RetryPolicy
+from .executor import retry_call
+
 if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .database import MigrationDatabase
+
+T = t.TypeVar("T")
 
 COLUMNS = ("version", "name", "checksum", "applied_at", "duration_ms", "attempts", "applied_by")
 
@@ -75,8 +81,6 @@ def ensure_tables(conn: Connection, db: MigrationDatabase) -> None:
     less for a flaky network to cut it.
     """
     if db.is_postgres:
-        from . import rawsql
-
         lock = f"SELECT pg_advisory_xact_lock({int(db.create_lock_key)})"
         rawsql.run(conn, ";\n".join([lock, *create_statements(db)]))
         return
@@ -95,34 +99,50 @@ def _is_missing_table(exc: BaseException) -> bool:
     return "no such table" in str(exc)
 
 
-def read_applied_raw(raw_conn: t.Any, db: MigrationDatabase) -> dict[str, AppliedMigration] | None:
-    """All ledger rows, with one query on a raw driver connection; ``None`` if no ledger yet."""
+def _fetch_raw(raw_conn: t.Any, sql: str) -> list[t.Any] | None:
+    """The rows of ``sql`` on a raw driver connection; ``None`` if the ledger does not exist."""
     cursor = raw_conn.cursor()
     try:
-        cursor.execute(_select(db))
-        rows = cursor.fetchall()
+        cursor.execute(sql)
+        return list(cursor.fetchall())
     except Exception as exc:
         if _is_missing_table(exc):
             return None
         raise
     finally:
         cursor.close()
-    return {row[0]: AppliedMigration(*row) for row in rows}
+
+
+def read_applied_raw(raw_conn: t.Any, db: MigrationDatabase) -> dict[str, AppliedMigration] | None:
+    """All ledger rows, with one query on a raw driver connection; ``None`` if no ledger yet."""
+    rows = _fetch_raw(raw_conn, _select(db))
+    return None if rows is None else {row[0]: AppliedMigration(*row) for row in rows}
 
 
 def read_versions_raw(raw_conn: t.Any, db: MigrationDatabase) -> set[str] | None:
     """The applied versions alone, with one query on a raw driver connection; ``None``: no ledger."""
-    cursor = raw_conn.cursor()
-    try:
-        cursor.execute(f"SELECT version FROM {db.ledger}")
-        rows = cursor.fetchall()
-    except Exception as exc:
-        if _is_missing_table(exc):
-            return None
-        raise
-    finally:
-        cursor.close()
-    return {row[0] for row in rows}
+    rows = _fetch_raw(raw_conn, f"SELECT version FROM {db.ledger}")
+    return None if rows is None else {row[0] for row in rows}
+
+
+def read_raw(
+    db: MigrationDatabase, policy: RetryPolicy, read: t.Callable[[t.Any, MigrationDatabase], T]
+) -> T:
+    """``read(raw_conn, db)`` on a new raw driver connection per attempt, retried under ``policy``.
+
+    The "anything pending?" path of every boot: one query, no SQLAlchemy
+    engine and its set-up queries (see :meth:`.MigrationDatabase.raw_connect`).
+    """
+
+    def attempt(_: int) -> T:
+        conn = db.raw_connect()
+        try:
+            return read(conn, db)
+        finally:
+            conn.close()
+
+    result, _ = retry_call(attempt, policy=policy, label="reading the migration ledger")
+    return result
 
 
 def read_applied(conn: Connection, db: MigrationDatabase) -> dict[str, AppliedMigration]:
@@ -132,9 +152,7 @@ def read_applied(conn: Connection, db: MigrationDatabase) -> dict[str, AppliedMi
 
 def select_one_sql(db: MigrationDatabase, version: str) -> str:
     """The query :func:`read_one` runs, with ``version`` inlined (to send with other statements)."""
-    from .rawsql import literal
-
-    return f"{_select(db)} WHERE version = {literal(version)}"
+    return f"{_select(db)} WHERE version = {rawsql.literal(version)}"
 
 
 def insert_sql(
@@ -148,16 +166,14 @@ def insert_sql(
     applied_by: str,
 ) -> str:
     """The statement :func:`insert_row` runs, with its values inlined (see :mod:`.rawsql`)."""
-    from .rawsql import literal
-
     values = ", ".join(
         (
-            literal(version),
-            literal(name),
-            literal(checksum),
+            rawsql.literal(version),
+            rawsql.literal(name),
+            rawsql.literal(checksum),
             str(int(duration_ms)),
             str(int(attempts)),
-            literal(applied_by),
+            rawsql.literal(applied_by),
         )
     )
     return (

@@ -14,7 +14,7 @@ import os
 import typing as t
 
 from .executor import RetryPolicy
-from .executor import retry_call
+from .ledger import read_raw
 from .ledger import read_versions_raw
 from .loader import Migration
 from .loader import find_files
@@ -50,20 +50,9 @@ def pending_migrations(
 
 
 def _applied_versions(db: MigrationDatabase, policy: RetryPolicy) -> set[str] | None:
-    def attempt(_: int) -> set[str] | None:
-        conn = db.raw_connect()
-        try:
-            return read_versions_raw(conn, db)
-        finally:
-            conn.close()
-
     try:
-        versions, _ = retry_call(attempt, policy=policy, label="reading the migration ledger")
+        return read_raw(db, policy, read_versions_raw)
     except Exception as exc:
-        from .runner import refused
+        from .runner import raise_refused
 
-        wrapped = refused(db, exc, "reading the migration ledger")
-        if wrapped is exc:
-            raise
-        raise wrapped from exc
-    return versions
+        raise_refused(db, exc, "reading the migration ledger")

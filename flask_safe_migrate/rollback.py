@@ -208,14 +208,14 @@ def _rollback(
 ) -> None:
     limit = parse_version(to, option="--to")
     migrations = runner.migrations()
-    if limit != 0 and limit not in {m.number for m in migrations}:
-        applied_numbers = {int(v) for v in runner.read_applied()}
-        if limit not in applied_numbers:
-            raise BadInputError(
-                f"--to {to}: no migration has version {to} (neither a file nor a ledger row); "
-                "`flask safe-migrate status` lists the versions"
-            )
-    status = compute_status(migrations, runner.read_applied())
+    applied = runner.read_applied()
+    known = {m.number for m in migrations} | {int(v) for v in applied}
+    if limit != 0 and limit not in known:
+        raise BadInputError(
+            f"--to {to}: no migration has version {to} (neither a file nor a ledger row); "
+            "`flask safe-migrate status` lists the versions"
+        )
+    status = compute_status(migrations, applied)
     targets = _targets(status.items, limit)
     if not targets:
         return

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 import time
 import typing as t
 
@@ -51,7 +50,6 @@ from .errors import SafeMigrateError
 from .executor import Attempt
 from .executor import ConnectionKeeper
 from .executor import RetryPolicy
-from .executor import retry_call
 from .executor import run_with_retry
 from .lease import Lease
 from .lease import unique_holder
@@ -62,11 +60,10 @@ from .ledger import insert_sql
 from .ledger import read_applied
 from .ledger import read_applied_raw
 from .ledger import read_one
+from .ledger import read_raw
 from .ledger import select_one_sql
 from .loader import Migration
 from .loader import discover
-from .loader import find_files
-from .loader import read_found
 from .log import logger
 from .rawsql import literal
 from .units import RAW
@@ -115,19 +112,24 @@ _REFUSAL_HINTS = (
 )
 
 
-def refused(
+def raise_refused(
     db: MigrationDatabase, exc: Exception, doing: str, migration: Migration | None = None
-) -> Exception:
-    """``exc`` as a :class:`DatabaseRefused` if it is a raw driver error, else ``exc`` itself."""
+) -> t.NoReturn:
+    """Raise ``exc`` again, as a :class:`DatabaseRefused` if it is a raw driver error.
+
+    Call it in the ``except`` block that caught ``exc``: a package error (a
+    migration's, the retries') or a non-database error goes on as it is,
+    its own cause chain intact.
+    """
     if isinstance(exc, SafeMigrateError) or not is_database_error(exc):
-        return exc
+        raise exc
     during = f" (during migration {migration.version}_{migration.name})" if migration else ""
     text = first_line(exc)
     hint = next((h for marker, h in _REFUSAL_HINTS if marker in text.lower()), None)
-    return DatabaseRefused(
+    raise DatabaseRefused(
         f"{display_url(db.url)}: {doing} failed{during}: {text}."
         + (f" Fix: {hint}." if hint else "")
-    )
+    ) from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,32 +281,6 @@ def lock_timeout_schedule(base_ms: int, lock_failures: int) -> int:
     return min(grown, max(base_ms, LOCK_TIMEOUT_CEILING_MS))
 
 
-class _Prefetch(t.Generic[T]):
-    """One call of ``read`` in a thread of its own, started at once (always :meth:`join` it)."""
-
-    def __init__(self, read: t.Callable[[], T]) -> None:
-        self._read = read
-        self._result: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="safe-migrate-ledger", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._read()
-        except BaseException as exc:  # handed to the caller by outcome()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def outcome(self) -> T:
-        """What ``read`` returned, or its exception raised again."""
-        if self._error is not None:
-            raise self._error
-        return t.cast(T, self._result)
-
-
 class Runner:
     """Applies one migrations directory to one database."""
 
@@ -344,56 +320,15 @@ class Runner:
         """The ledger, in one query on a raw connection (retried like everything else)."""
         return self._read_ledger() or {}
 
-    def _read_ledger(
-        self, first: _Prefetch[dict[str, AppliedMigration] | None] | None = None
-    ) -> dict[str, AppliedMigration] | None:
-        """Like :meth:`read_applied`, but ``None`` when the ledger does not exist yet.
-
-        ``first``: the outcome of attempt 1, already run (see :meth:`_files_and_ledger`).
-        """
-
-        def attempt(number: int) -> dict[str, AppliedMigration] | None:
-            if number == 1 and first is not None:
-                return first.outcome()
-            return self._read_ledger_once()
-
+    def _read_ledger(self) -> dict[str, AppliedMigration] | None:
+        """Like :meth:`read_applied`, but ``None`` when the ledger does not exist yet."""
         try:
-            applied, _ = retry_call(
-                attempt, policy=self.policy, label="reading the migration ledger"
-            )
+            return read_raw(self.db, self.policy, read_applied_raw)
         except Exception as exc:
-            raise self._refused(exc, "reading the migration ledger") from exc
-        return applied
-
-    def _read_ledger_once(self) -> dict[str, AppliedMigration] | None:
-        conn = self.db.raw_connect()
-        try:
-            return read_applied_raw(conn, self.db)
-        finally:
-            conn.close()
-
-    def _files_and_ledger(self) -> tuple[list[Migration], dict[str, AppliedMigration] | None]:
-        """The migration files and the ledger (``None``: none yet), read at the same time.
-
-        The file names are checked first (a bad name, a duplicate version, a
-        missing directory: an error before the database is touched); then the
-        ledger query's first attempt runs in a thread while the files are read
-        and hashed, and the rest of its attempts, if any, after.
-        """
-        found = find_files(self.directory)
-        prefetch = _Prefetch(self._read_ledger_once)
-        try:
-            migrations = [read_found(self.directory, f) for f in found]
-        finally:
-            prefetch.join()
-        return migrations, self._read_ledger(first=prefetch)
-
-    def _refused(self, exc: Exception, doing: str, migration: Migration | None = None) -> Exception:
-        return refused(self.db, exc, doing, migration)
+            raise_refused(self.db, exc, "reading the migration ledger")
 
     def status(self) -> Status:
-        migrations, ledger = self._files_and_ledger()
-        return compute_status(migrations, ledger or {})
+        return compute_status(self.migrations(), self.read_applied())
 
     def pending(self) -> list[Migration]:
         return self.status().pending
@@ -509,10 +444,7 @@ class Runner:
             try:
                 self._run(to, out_of_order, on_event, outcomes, in_flight, step)
             except Exception as exc:
-                wrapped = self._refused(exc, step[0], in_flight[0] if in_flight else None)
-                if wrapped is exc:
-                    raise
-                raise wrapped from exc
+                raise_refused(self.db, exc, step[0], in_flight[0] if in_flight else None)
         except BaseException as exc:
             if in_flight:
                 _log_migration_failed(in_flight[0], exc)
@@ -535,7 +467,9 @@ class Runner:
         ``step[0]`` names what the run is doing, for the message of a database refusal.
         """
         emit = on_event or (lambda event: None)
-        migrations, ledger = self._files_and_ledger()
+        # The files first: a bad one is an error before the database is touched.
+        migrations = self.migrations()
+        ledger = self._read_ledger()
         status = compute_status(migrations, ledger or {})
         targets = self._targets(status, to, out_of_order)
         if not targets:
@@ -932,32 +866,23 @@ class Runner:
         *,
         if_absent: bool = False,
     ) -> None:
-        if self.db.is_postgres and not if_absent:
-            rawsql.run(conn, self._record_sql(migration, started, attempts))
-            return
-        insert_row(
-            conn,
-            self.db,
-            version=migration.version,
-            name=migration.name,
-            checksum=migration.checksum,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            attempts=attempts,
-            applied_by=self.applied_by,
-            if_absent=if_absent,
-        )
+        """Write ``migration``'s ledger row (``if_absent``: a no-op if it is there already).
 
-    def _record_sql(self, migration: Migration, started: float, attempts: int) -> str:
-        """The ledger row's ``INSERT`` (Postgres), values inlined; see :func:`.ledger.insert_sql`."""
-        return insert_sql(
-            self.db,
-            version=migration.version,
-            name=migration.name,
-            checksum=migration.checksum,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            attempts=attempts,
-            applied_by=self.applied_by,
-        )
+        In a Postgres unit's transaction the ``INSERT`` goes as a simple query,
+        values inlined (see :func:`.ledger.insert_sql`); elsewhere, bound.
+        """
+        values: dict[str, t.Any] = {
+            "version": migration.version,
+            "name": migration.name,
+            "checksum": migration.checksum,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            "attempts": attempts,
+            "applied_by": self.applied_by,
+        }
+        if self.db.is_postgres and not if_absent:
+            rawsql.run(conn, insert_sql(self.db, **values))
+        else:
+            insert_row(conn, self.db, **values, if_absent=if_absent)
 
     # -- no transaction -----------------------------------------------------------
 

@@ -25,6 +25,7 @@ from .context import MigrationContext
 from .durations import format_ms
 from .errors import MigrationError
 from .errors import SafeMigrateError
+from .executor import backend_pid
 from .executor import run_with_retry
 from .log import logger
 
@@ -51,8 +52,6 @@ def is_direct(conn: Connection) -> bool:
     Supavisor and RDS Proxy send a key of their own. So the pid the driver
     was given equals ``pg_backend_pid()`` only on a direct connection.
     """
-    from .executor import backend_pid
-
     told = backend_pid(conn)
     actual = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     return told is not None and told == actual

@@ -202,15 +202,35 @@ def test_bad_files_fail_before_the_database_is_touched(pg_url, tmp_path) -> None
         ext.upgrade(app)
 
 
-def test_a_bad_file_name_fails_before_any_connection(pg_url, tmp_path) -> None:
-    """The ledger is read while the files are (a thread), but only once their names passed."""
+def test_a_bad_file_fails_before_any_connection(pg_url, tmp_path) -> None:
+    """Every file problem is an error before anything connects: a bad name for every entry
+    point, a file that cannot be read for run and status (pending reads only unapplied files,
+    so it asks the ledger first)."""
     directory = write_migrations(tmp_path / "m", {**BASIC, "4-bad.sql": "select 1;"})
     with FaultProxy.for_url(pg_url) as proxy:
         app, ext = make_app(proxy.url(pg_url), directory)
         for call in (ext.upgrade, ext.status, ext.pending):
             with pytest.raises(MigrationSourceError, match="4-bad.sql"):
                 call(app)
+        (tmp_path / "m" / "4-bad.sql").unlink()
+        (tmp_path / "m" / "0004_bad.sql").write_bytes(b"select 1; -- \xff\n")
+        for call in (ext.upgrade, ext.status):
+            with pytest.raises(MigrationSourceError, match=r"0004_bad\.sql:1: is not valid UTF-8"):
+                call(app)
         assert [e for e in proxy.events if e.kind == "connect"] == []
+
+
+def test_a_ledger_read_out_of_retries_keeps_the_driver_error_as_its_cause(tmp_path) -> None:
+    from flask_safe_migrate.errors import RetriesExhausted
+    from tests.infra.procs import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    app, ext = make_app(url, write_migrations(tmp_path / "m", BASIC), SAFE_MIGRATE_MAX_ATTEMPTS=2)
+    for call in (ext.upgrade, ext.status, ext.pending):
+        with pytest.raises(RetriesExhausted) as info:
+            call(app)
+        assert info.value.__cause__ is info.value.last_error is not None
+        assert "Connection refused" in str(info.value.__cause__)
 
 
 def test_non_idempotent_no_transaction_statement_is_refused(pg_url, tmp_path) -> None:
