@@ -1,9 +1,15 @@
-"""Small helpers shared by the runner tests: an app per test, ledger and fingerprint reads."""
+"""Small helpers shared by the runner tests: an app per test, ledger and fingerprint reads,
+real ``flask safe-migrate`` processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import typing as t
 
 import sqlalchemy as sa
@@ -15,9 +21,8 @@ from flask_safe_migrate import SafeMigrate
 from flask_safe_migrate.fingerprint import Fingerprint
 from flask_safe_migrate.fingerprint import take
 
-EXAMPLE_MIGRATIONS = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "example_app", "migrations"
-)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE_MIGRATIONS = os.path.join(REPO, "example_app", "migrations")
 LEDGER_TABLES = ("safe_migrate_ledger", "safe_migrate_ledger_lease")
 
 
@@ -79,3 +84,85 @@ def scalar(url: str, sql: str) -> t.Any:
             return conn.exec_driver_sql(sql, execution_options={"no_parameters": True}).scalar()
     finally:
         engine.dispose()
+
+
+# -- real processes -----------------------------------------------------------------------------
+
+
+def subprocess_env(*importable: str | os.PathLike[str], **extra: str) -> dict[str, str]:
+    """The environment for a child process: this one without ``SAFE_MIGRATE_*`` / ``FLASK_*``
+    (the test's app sets what it means to), the repository and ``importable`` on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
+    env["PYTHONPATH"] = os.pathsep.join([REPO, *map(os.fspath, importable)])
+    env.update(extra)
+    return env
+
+
+def safe_migrate_cli(app_module: str, *args: str) -> list[str]:
+    """The argv of ``flask --app <app_module> safe-migrate <args>``, run by this interpreter."""
+    return [sys.executable, "-m", "flask", "--app", app_module, "safe-migrate", *args]
+
+
+@contextlib.contextmanager
+def started(argv: list[str], **popen: t.Any) -> t.Iterator[subprocess.Popen[t.Any]]:
+    """``subprocess.Popen(argv, **popen)``, killed and reaped on the way out if still running."""
+    process = subprocess.Popen(argv, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+T = t.TypeVar("T")
+
+
+def poll_while_running(
+    process: subprocess.Popen[t.Any], probe: t.Callable[[], T], timeout: float = 30.0
+) -> T:
+    """``probe()`` every 50 ms until it returns something truthy, ``process`` exits, or
+    ``timeout``; returns its last answer."""
+    deadline = time.monotonic() + timeout
+    answer = probe()
+    while not answer and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        answer = probe()
+    return answer
+
+
+def active_statement(url: str, starting: str, pid: int) -> int | None:
+    """The backend pid of process ``pid``'s migration connection while it runs a statement that
+    starts with ``starting`` (its ``application_name`` ends with the process id)."""
+    return t.cast(
+        "int | None",
+        scalar(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+            f" AND query LIKE '{starting}%' AND application_name LIKE 'flask-safe-migrate/%/{pid}'",
+        ),
+    )
+
+
+def backend_active(url: str, pid: int) -> bool:
+    return bool(
+        scalar(url, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'")
+    )
+
+
+def sigterm_during(
+    argv: list[str], url: str, starting: str, **popen: t.Any
+) -> tuple[int, subprocess.Popen[str], str, str]:
+    """Run ``argv``; once its backend runs a statement starting with ``starting``, SIGTERM it.
+
+    :returns: that backend's pid, the process (exited) and its stdout and stderr. Generous
+        timeouts: without a cancel on the server, a long statement would be waited out.
+    """
+    with started(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    ) as process:
+        backend = poll_while_running(process, lambda: active_statement(url, starting, process.pid))
+        assert backend is not None, f"no statement {starting!r} ever ran"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    return backend, process, out, err

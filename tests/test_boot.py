@@ -17,7 +17,9 @@ from flask_safe_migrate.faults import FaultProxy
 from flask_safe_migrate.runner import DatabaseRefused
 from tests.helpers import ledger
 from tests.helpers import make_app
+from tests.helpers import poll_while_running
 from tests.helpers import scalar
+from tests.helpers import subprocess_env
 from tests.helpers import write_migrations
 from tests.test_runner import BASIC
 
@@ -164,7 +166,6 @@ def test_flask_run_debug_migrates_in_the_reloader_child_only(pg_url, tmp_path) -
     import signal
     import subprocess
     import sys
-    import time
 
     from tests.infra.procs import free_port
 
@@ -173,9 +174,7 @@ def test_flask_run_debug_migrates_in_the_reloader_child_only(pg_url, tmp_path) -
         "from tests.helpers import make_app\n"
         f"app, ext = make_app({pg_url!r}, {directory!r}, SAFE_MIGRATE_AUTO_MIGRATE=True)\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
-    env["PYTHONPATH"] = os.pathsep.join([root, str(tmp_path)])
+    env = subprocess_env(tmp_path)
     env.pop("WERKZEUG_RUN_MAIN", None)
     argv = [sys.executable, "-m", "flask", "--app", "sm_reload_app", "run", "--debug"]
     server = subprocess.Popen(
@@ -186,15 +185,15 @@ def test_flask_run_debug_migrates_in_the_reloader_child_only(pg_url, tmp_path) -
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+    def migrated_by() -> str | None:
+        """Who applied the last migration (so the run is over), once it is applied."""
+        if not scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger') IS NOT NULL"):
+            return None
+        return scalar(pg_url, "SELECT applied_by FROM safe_migrate_ledger WHERE version = '0003'")
+
     try:
-        deadline = time.monotonic() + 60
-        applied_by = None
-        while applied_by is None and time.monotonic() < deadline and server.poll() is None:
-            if scalar(pg_url, "SELECT to_regclass('safe_migrate_ledger') IS NOT NULL"):
-                applied_by = scalar(
-                    pg_url, "SELECT applied_by FROM safe_migrate_ledger WHERE version = '0001'"
-                )
-            time.sleep(0.1)
+        applied_by = poll_while_running(server, migrated_by, timeout=60)
         assert applied_by is not None, "nothing was migrated"
         pid = int(applied_by.rsplit(":", 1)[1])
         with open(f"/proc/{pid}/stat") as fh:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import sqlalchemy as sa
 
 from flask_safe_migrate.faults import Cut
 from flask_safe_migrate.faults import FaultProxy
+from tests.helpers import backend_active
 from tests.helpers import ledger
 from tests.helpers import make_app
+from tests.helpers import safe_migrate_cli
 from tests.helpers import scalar
+from tests.helpers import sigterm_during
+from tests.helpers import subprocess_env
 from tests.helpers import write_migrations
+from tests.infra.postgres import DRIVERS
 from tests.infra.postgres import with_driver
 from tests.test_runner import BASIC
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def invoke(app, *args: str):
@@ -164,81 +162,42 @@ app, ext = make_app(os.environ["SM_TEST_URL"], os.environ["SM_TEST_DIR"])
 """
 
 
-@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize(
-    ("migration", "body", "state"),
+    ("body", "state"),
     [
+        ("SELECT pg_sleep(600);\n", "0002_slow was rolled back and is not applied"),
         (
-            "0002_slow.sql",
-            "SELECT pg_sleep(600);\n",
-            "0002_slow was rolled back and is not applied",
-        ),
-        (
-            "0002_slow.sql",
             "-- safe-migrate: no-transaction\nSELECT pg_sleep(600);\n",
             "0002_slow runs outside a transaction",
         ),
     ],
     ids=["transactional", "no-transaction"],
 )
-def test_sigterm_cancels_the_statement_in_flight(
-    pg_url, tmp_path, driver, migration, body, state
-) -> None:
+def test_sigterm_cancels_the_statement_in_flight(pg_url, tmp_path, driver, body, state) -> None:
     """A real `flask safe-migrate run` process, SIGTERM while 0002 sits in a 10-minute statement.
 
     With psycopg2 the signal handler cannot run while the driver waits for the server: the run
     must cancel the statement on the server, or it would wait the whole statement out.
     """
-    url = with_driver(pg_url, driver)
     directory = write_migrations(
-        tmp_path / "m",
-        {"0001_t.sql": "CREATE TABLE t (a int);\n", migration: body},
+        tmp_path / "m", {"0001_t.sql": "CREATE TABLE t (a int);\n", "0002_slow.sql": body}
     )
     (tmp_path / "sm_signal_app.py").write_text(SIGNAL_APP)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAFE_MIGRATE_", "FLASK_"))}
-    env.update(
-        SM_TEST_URL=url,
-        SM_TEST_DIR=directory,
-        PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]),
-        PYTHONUNBUFFERED="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "sm_signal_app", "safe-migrate", "run"],
+    env = subprocess_env(tmp_path, SM_TEST_URL=with_driver(pg_url, driver), SM_TEST_DIR=directory)
+    sleeping, process, _, err = sigterm_during(
+        safe_migrate_cli("sm_signal_app", "run"),
+        pg_url,
+        "SELECT pg_sleep(600)",
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    try:
-        sleeping = None
-        deadline = time.monotonic() + 30
-        while sleeping is None and time.monotonic() < deadline and process.poll() is None:
-            sleeping = scalar(pg_url, SLEEPING_BACKEND.format(pid=process.pid))
-            time.sleep(0.05)
-        assert sleeping is not None, "0002 never started its statement"
-        process.send_signal(signal.SIGTERM)
-        # Generous: without a cancel the process would wait out the 10-minute statement.
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 1, (out, err)
+    assert process.returncode == 1, err
     assert "Traceback" not in err
     assert "stopped by SIGTERM: 1 applied by this run (0001_t)" in err, err
     assert state in err and "the migration lease was released" in err, err
     # The statement was cancelled on the server before the process exited (the backend may
     # still be closing), and nothing was left behind.
-    still_running = (
-        f"SELECT count(*) FROM pg_stat_activity WHERE pid = {sleeping} AND state = 'active'"
-    )
-    assert scalar(pg_url, still_running) == 0, "the statement runs on without its client"
+    assert not backend_active(pg_url, sleeping), "the statement runs on without its client"
     assert ledger(pg_url) == [("0001", 1)]
     assert scalar(pg_url, "SELECT count(*) FROM safe_migrate_ledger_lease") == 0
-
-
-SLEEPING_BACKEND = (
-    "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(600)%'"
-    " AND application_name LIKE 'flask-safe-migrate/%/{pid}'"
-)

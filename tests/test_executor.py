@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import traceback
+import typing as t
 
 import pytest
 import sqlalchemy as sa
@@ -46,6 +47,10 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+    def policy(self, **fields: t.Any) -> RetryPolicy:
+        """A retry policy that sleeps and tells time on this clock."""
+        return RetryPolicy(sleep=self.sleep, clock=self.clock, **fields)
 
 
 @pytest.fixture
@@ -201,14 +206,7 @@ def test_results_survive_the_closed_connection(pg_url) -> None:
 
 def test_backoff_is_full_jitter_exponential_and_capped() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(
-        max_attempts=8,
-        backoff_base=0.5,
-        backoff_cap=4.0,
-        deadline=None,
-        sleep=fake.sleep,
-        clock=fake.clock,
-    )
+    policy = fake.policy(max_attempts=8, backoff_base=0.5, backoff_cap=4.0, deadline=None)
     # A real refused connection: nothing listens on this port.
     engine = create_migration_engine(
         f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout=2
@@ -234,14 +232,7 @@ def test_a_lost_connection_is_retried_at_once_then_the_schedule_goes_on(pg_url, 
     _create_hits(pg_url)
     cut = proxy.add_cut(Cut("before_query", match=r"insert into hits", times=0))
     fake = FakeTime()
-    policy = RetryPolicy(
-        max_attempts=6,
-        backoff_base=0.5,
-        backoff_cap=1.5,
-        deadline=None,
-        sleep=fake.sleep,
-        clock=fake.clock,
-    )
+    policy = fake.policy(max_attempts=6, backoff_base=0.5, backoff_cap=1.5, deadline=None)
     engine = create_migration_engine(proxy.url(pg_url))
     with pytest.raises(RetriesExhausted) as info:
         execute_with_retry(
@@ -262,7 +253,7 @@ def test_a_refused_connection_waits_before_the_first_retry() -> None:
     waiting because single drops are retried at once.
     """
     fake = FakeTime()
-    policy = RetryPolicy(max_attempts=2, deadline=None, sleep=fake.sleep, clock=fake.clock)
+    policy = fake.policy(max_attempts=2, deadline=None)
     engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     with pytest.raises(RetriesExhausted):
         execute_with_retry(engine, "select 1", policy=policy)
@@ -271,14 +262,7 @@ def test_a_refused_connection_waits_before_the_first_retry() -> None:
 
 def test_deadline_stops_new_attempts() -> None:
     fake = FakeTime()
-    policy = RetryPolicy(
-        max_attempts=1000,
-        backoff_base=1.0,
-        backoff_cap=8.0,
-        deadline=20.0,
-        sleep=fake.sleep,
-        clock=fake.clock,
-    )
+    policy = fake.policy(max_attempts=1000, backoff_base=1.0, backoff_cap=8.0, deadline=20.0)
     engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     start = fake.now
     with pytest.raises(RetriesExhausted) as info:
@@ -326,9 +310,7 @@ def test_the_give_up_line_names_the_error_class(caplog) -> None:
     engine = create_migration_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     with caplog.at_level(logging.ERROR, logger="flask_safe_migrate"):
         with pytest.raises(RetriesExhausted) as info:
-            execute_with_retry(
-                engine, "select 1", policy=RetryPolicy(max_attempts=2, sleep=fake.sleep)
-            )
+            execute_with_retry(engine, "select 1", policy=fake.policy(max_attempts=2))
     (record,) = caplog.records
     assert "gave up after 2 attempt(s)" in record.getMessage()
     assert "last error (unavailable, OperationalError): connection" in record.getMessage()
@@ -473,7 +455,7 @@ def test_exhausted_error_logs_and_traceback_never_show_the_password(caplog) -> N
             execute_with_retry(
                 engine,
                 f"alter role app password '{secret}'",
-                policy=RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock),
+                policy=fake.policy(max_attempts=3),
             )
     assert len(info.value.attempts) == 3
     assert "alter role app password '***'" in str(info.value)

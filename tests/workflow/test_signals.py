@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.helpers import backend_active
 from tests.helpers import ledger
+from tests.helpers import safe_migrate_cli
 from tests.helpers import scalar
+from tests.helpers import sigterm_during
+from tests.helpers import started
+from tests.helpers import subprocess_env
 from tests.helpers import write_migrations
+from tests.infra.postgres import DRIVERS
+from tests.infra.postgres import with_driver
 
 APP = """
 import os
@@ -36,7 +41,37 @@ SLOW_TX = (
 SLOW_NO_TX = "-- safe-migrate: no-transaction\n" + "".join(
     "SELECT pg_sleep(0.05);\n" for _ in range(400)
 )
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _app(tmp_path, url: str, directory: str) -> dict[str, str]:
+    """Writes the app module; the environment that runs it on ``url`` and ``directory``."""
+    (tmp_path / "sigapp.py").write_text(APP)
+    return subprocess_env(tmp_path, SM_TEST_URL=url, SM_TEST_DIR=directory, PYTHONUNBUFFERED="1")
+
+
+def _signal_after(
+    tmp_path, env: dict[str, str], args: list[str], line: str, sig: int
+) -> tuple[int, str, str]:
+    """``flask safe-migrate <args>``, sent ``sig`` 0.7 s after it printed ``line`` (by then inside
+    a migration of 20 s of short sleeps); its exit code, stdout and stderr."""
+    with started(
+        safe_migrate_cli("sigapp", *args),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 30
+        while line not in seen and time.monotonic() < deadline and process.poll() is None:
+            seen += process.stdout.readline()
+        assert line in seen, seen
+        time.sleep(0.7)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30)
+    return process.returncode, seen + out, err
 
 
 @pytest.mark.parametrize(
@@ -62,33 +97,10 @@ def test_a_signal_stops_the_run_cleanly_and_says_where_the_database_is(
             "0003_u.sql": "CREATE TABLE u (a int);\n",
         },
     )
-    (tmp_path / "sigapp.py").write_text(APP)
-    env = {
-        **os.environ,
-        "SM_TEST_URL": pg_url,
-        "SM_TEST_DIR": directory,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]),
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "sigapp", "safe-migrate", "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 30
-    while "0001_t applied" not in seen and time.monotonic() < deadline:
-        seen += process.stdout.readline()
-    assert "0001_t applied" in seen, seen
-    time.sleep(0.7)  # well inside 0002 (20 s of sleeps)
-    process.send_signal(sig)
-    out, err = process.communicate(timeout=30)
+    env = _app(tmp_path, pg_url, directory)
+    code, out, err = _signal_after(tmp_path, env, ["run"], "0001_t applied", sig)
     # 0002 was cut (it would take 20 s): the "slow" table below is not there
-    assert process.returncode == 1, (seen + out, err)
+    assert code == 1, (out, err)
     assert "Traceback" not in err
     assert f"stopped by {signal.Signals(sig).name}: 1 applied by this run (0001_t)" in err
     assert expected in err and "the migration lease was released" in err
@@ -108,43 +120,30 @@ SLOW_DOWN = (
 )
 
 
+def _applied(tmp_path, url: str, files: dict[str, str]) -> dict[str, str]:
+    """``files`` applied by a real ``flask safe-migrate run``; the environment of that app."""
+    env = _app(tmp_path, url, write_migrations(tmp_path / "m", files))
+    subprocess.run(
+        safe_migrate_cli("sigapp", "run"), cwd=tmp_path, env=env, check=True, capture_output=True
+    )
+    return env
+
+
 def test_sigterm_stops_a_rollback_cleanly_too(pg_url, tmp_path) -> None:
-    directory = write_migrations(
-        tmp_path / "m",
+    env = _applied(
+        tmp_path,
+        pg_url,
         {
             "0001_t.sql": "CREATE TABLE t (a int);\n-- safe-migrate: down\nDROP TABLE t;\n",
             "0002_slow.py": SLOW_DOWN,
             "0003_u.sql": "CREATE TABLE u (a int);\n-- safe-migrate: down\nDROP TABLE u;\n",
         },
     )
-    (tmp_path / "sigapp.py").write_text(APP)
-    env = {
-        **os.environ,
-        "SM_TEST_URL": pg_url,
-        "SM_TEST_DIR": directory,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]),
-        "PYTHONUNBUFFERED": "1",
-    }
-    flask = [sys.executable, "-m", "flask", "--app", "sigapp", "safe-migrate"]
-    subprocess.run([*flask, "run"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [*flask, "rollback", "--to", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # 0003 is reverted, then 0002's down part (20 s of sleeps) is cut
+    code, out, err = _signal_after(
+        tmp_path, env, ["rollback", "--to", "0"], "0003_u rolled back", signal.SIGTERM
     )
-    assert process.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 30
-    while "0003_u rolled back" not in seen and time.monotonic() < deadline:
-        seen += process.stdout.readline()
-    assert "0003_u rolled back" in seen, seen
-    time.sleep(0.7)  # inside 0002's down part (20 s of sleeps)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 1, (seen + out, err)
+    assert code == 1, (out, err)
     assert "Traceback" not in err
     assert "stopped by SIGTERM: 1 rolled back by this run (0003_u)" in err
     assert "0002_slow's down part was rolled back: it is still applied" in err
@@ -155,17 +154,16 @@ def test_sigterm_stops_a_rollback_cleanly_too(pg_url, tmp_path) -> None:
     assert scalar(pg_url, "SELECT to_regclass('u') IS NULL") is True
 
 
-@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_sigterm_cancels_a_long_down_statement_on_the_server(pg_url, tmp_path, driver) -> None:
     """Injects: SIGTERM while a down part sits in a 10-minute ``pg_sleep``.
 
     With psycopg2 the Python signal handler cannot run while the driver waits for the
     server: the rollback must cancel the statement on the server, or it would wait it out.
     """
-    from tests.infra.postgres import with_driver
-
-    directory = write_migrations(
-        tmp_path / "m",
+    env = _applied(
+        tmp_path,
+        with_driver(pg_url, driver),
         {
             "0001_t.sql": "CREATE TABLE t (a int);\n-- safe-migrate: down\nDROP TABLE t;\n",
             "0002_slow.sql": (
@@ -174,49 +172,17 @@ def test_sigterm_cancels_a_long_down_statement_on_the_server(pg_url, tmp_path, d
             ),
         },
     )
-    (tmp_path / "sigapp.py").write_text(APP)
-    env = {
-        **os.environ,
-        "SM_TEST_URL": with_driver(pg_url, driver),
-        "SM_TEST_DIR": directory,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]),
-        "PYTHONUNBUFFERED": "1",
-    }
-    flask = [sys.executable, "-m", "flask", "--app", "sigapp", "safe-migrate"]
-    subprocess.run([*flask, "run"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [*flask, "rollback", "--to", "0"],
+    sleeping, process, out, err = sigterm_during(
+        safe_migrate_cli("sigapp", "rollback", "--to", "0"),
+        pg_url,
+        "SELECT pg_sleep(600)",
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    sleeping_query = (
-        "SELECT pid FROM pg_stat_activity WHERE state = 'active'"
-        " AND query LIKE 'SELECT pg_sleep(600)%'"
-    )
-    try:
-        sleeping = None
-        deadline = time.monotonic() + 30
-        while sleeping is None and time.monotonic() < deadline and process.poll() is None:
-            sleeping = scalar(pg_url, sleeping_query)
-            time.sleep(0.05)
-        assert sleeping is not None, "0002's down part never started its statement"
-        process.send_signal(signal.SIGTERM)
-        # Generous: without a cancel the process would wait out the 10-minute statement.
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 1, (out, err)
     assert "Traceback" not in err
     assert "0002_slow's down part was rolled back: it is still applied" in err, err
     assert "the migration lease was released" in err
-    still_running = (
-        f"SELECT count(*) FROM pg_stat_activity WHERE pid = {sleeping} AND state = 'active'"
-    )
-    assert scalar(pg_url, still_running) == 0, "the statement runs on without its client"
+    assert not backend_active(pg_url, sleeping), "the statement runs on without its client"
     assert ledger(pg_url) == [("0001", 1), ("0002", 1)]
     assert scalar(pg_url, "SELECT to_regclass('slow') IS NOT NULL") is True  # DROP undone
