@@ -215,8 +215,7 @@ def profile_apply(servers: Servers, ws: Workspace) -> dict[str, object]:
 NOOP_KEYS: list[tuple[str, str]] = [
     ("module imports", "_find_and_load"),
     ("server connection (libpq connect: TLS + SCRAM)", "_connect"),
-    # ours runs its first ledger read in a thread meanwhile (not sampled) and waits for it here
-    ("migration files read + checksum, ledger read alongside", "Runner._files_and_ledger"),
+    ("migration files discovery (read + checksum)", "discover"),
     ("ledger query", "read_applied_raw"),
 ]
 
