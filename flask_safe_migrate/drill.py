@@ -38,8 +38,8 @@ from .classify import first_line
 from .database import MigrationDatabase
 from .drill_scratch import SCRATCH_PREFIX
 from .drill_scratch import DrillInterrupted
-from .drill_scratch import Interrupts
 from .drill_scratch import ScratchServer
+from .drill_scratch import stop_drill_on_signals
 from .errors import BadInputError
 from .errors import ConfigError
 from .errors import RetriesExhausted
@@ -544,7 +544,7 @@ class Drill:
         """Run the drill; scratch databases are dropped however it ends.
 
         :param linger_on_interrupt: after an interrupt, leave those signals ignored (for a
-            process that exits right after; see :class:`.drill_scratch.Interrupts`).
+            process that exits right after; see :class:`.interrupt.StopSignals`).
         :raises DrillInterrupted: on SIGINT, SIGTERM or SIGHUP, once the databases are dropped
             (:attr:`left_behind` names any that could not be).
         """
@@ -553,7 +553,7 @@ class Drill:
         scratch = ScratchServer(self.url, connect_timeout=self.connect_timeout)
         reports: list[MigrationReport] = []
         proxy: FaultProxy | None = None
-        with Interrupts(linger=linger_on_interrupt) as interrupts:
+        with stop_drill_on_signals(linger=linger_on_interrupt) as interrupts:
             try:
                 scratch.open()
                 proxy = FaultProxy.for_url(

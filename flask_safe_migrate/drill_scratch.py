@@ -3,9 +3,9 @@
 Three lines of defence, from the most to the least common way a drill ends early:
 
 * the drill drops everything it created when it ends, fails, or is stopped by SIGINT (Ctrl-C),
-  SIGTERM (a cancelled CI job) or SIGHUP (a closed terminal or ssh session): :class:`Interrupts`
-  turns the first of them into :class:`DrillInterrupted` and ignores any further one while the
-  databases are dropped;
+  SIGTERM (a cancelled CI job) or SIGHUP (a closed terminal or ssh session):
+  :func:`stop_drill_on_signals` turns the first of them into :class:`DrillInterrupted` and
+  ignores any further one while the databases are dropped;
 * every drill announces itself: the admin connections it holds open while it runs carry its run
   id as ``application_name``;
 * a drill killed outright (SIGKILL, OOM killer, a lost machine) cannot clean up, so
@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import signal
 import threading
-import types
 import typing as t
 import uuid
 from concurrent.futures import Future
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .classify import first_line
 from .errors import ConfigError
 from .executor import backend_pid
+from .interrupt import StopSignals
 from .urls import display_url
 
 if t.TYPE_CHECKING:
@@ -241,59 +241,13 @@ class DrillInterrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-class Interrupts:
-    """Signal handlers installed once, around both the drill's body and its cleanup.
+def stop_drill_on_signals(*, linger: bool = False) -> StopSignals:
+    """The run's signal handling (see :class:`.interrupt.StopSignals`), with SIGHUP too.
 
-    While the body runs, the first SIGINT, SIGTERM or SIGHUP raises :class:`DrillInterrupted`
-    (by default SIGTERM and SIGHUP would end the process without unwinding, stranding the
-    databases). From then on, and from the moment :meth:`cleaning` is called, signals are
-    ignored: a second Ctrl-C must not cut the cleanup short. There is no gap between the two
-    phases, since the handlers stay the same. Only the main thread may install handlers:
-    elsewhere (a test calling the drill from a thread) nothing is changed.
-
-    :param linger: after an interrupt, keep ignoring the signals instead of restoring the
-        previous handlers: for a process that exits right after (the CLI), so that the rest of
-        a burst of signals (a held Ctrl-C, a supervisor repeating SIGTERM) cannot kill it between
-        the cleanup and its exit code.
+    By default SIGTERM and SIGHUP end the process without unwinding, which would strand the
+    scratch databases; the drill turns them into :class:`DrillInterrupted` instead.
     """
-
-    def __init__(self, *, linger: bool = False) -> None:
-        self._cleaning = False
-        self._linger = linger
-        self._interrupted = False
-        self._previous: dict[int, t.Any] = {}
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-        if self._cleaning:
-            return
-        self._cleaning = self._interrupted = True
-        raise DrillInterrupted(signum)
-
-    @property
-    def interrupted(self) -> bool:
-        """A signal stopped the body."""
-        return self._interrupted
-
-    def cleaning(self) -> None:
-        """From now on, ignore the signals (the cleanup is running)."""
-        self._cleaning = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._interrupted and self._linger:
-            # SIG_IGN, not our handler: Python resets its own handlers to the default when the
-            # interpreter shuts down, which is exactly when the rest of a burst would arrive.
-            for sig in self._previous:
-                signal.signal(sig, signal.SIG_IGN)
-            return
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+    return StopSignals(_SIGNALS, raising=DrillInterrupted, linger=linger)
 
 
 # -- leftovers of killed drills --------------------------------------------------------------
