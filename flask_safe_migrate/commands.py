@@ -243,6 +243,22 @@ def report_status(status: Status, *, check: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+def in_flight_state(runner: Runner, current: Event) -> tuple[bool | None, bool]:
+    """After a stop: is the migration that was in flight recorded in the ledger (``None``:
+    the ledger could not be read), and does it run in a transaction?"""
+    try:
+        applied = {int(v) for v in runner.read_applied()}
+        recorded: bool | None = int(current.version or "-1") in applied
+    except Exception:
+        recorded = None
+    finally:
+        runner.db.dispose()
+    transactional = next(
+        (m.transactional for m in runner.migrations() if m.version == current.version), True
+    )
+    return recorded, transactional
+
+
 def _interrupted(runner: Runner, stop: t.Any, current: Event | None, done: list[str]) -> Exception:
     """The message after SIGTERM/SIGINT: what was applied, what happened to the one in flight."""
     from .interrupt import RunInterrupted
@@ -251,16 +267,7 @@ def _interrupted(runner: Runner, stop: t.Any, current: Event | None, done: list[
     parts = [f"stopped by {stop.signal_name}: {before}"]
     if current is not None:
         label = f"{current.version}_{current.name}"
-        try:
-            applied = {int(v) for v in runner.read_applied()}
-            recorded: bool | None = int(current.version or "-1") in applied
-        except Exception:
-            recorded = None
-        finally:
-            runner.db.dispose()
-        transactional = next(
-            (m.transactional for m in runner.migrations() if m.version == current.version), True
-        )
+        recorded, transactional = in_flight_state(runner, current)
         if recorded:
             parts.append(f"{label} committed just before the signal and is applied")
         elif transactional:

@@ -775,16 +775,10 @@ def _rollback_interrupted(
     )
     parts = [f"stopped by {stop.signal_name}: {before}"]
     if current is not None:
+        from .commands import in_flight_state
+
         label = f"{current.version}_{current.name}"
-        try:
-            still = current.version in runner.read_applied()
-        except Exception:
-            still = None
-        finally:
-            runner.db.dispose()
-        transactional = next(
-            (m.transactional for m in runner.migrations() if m.version == current.version), True
-        )
+        still, transactional = in_flight_state(runner, current)
         if still is None:
             parts.append(f"whether {label} is still applied is unknown (`status` tells)")
         elif not still:
